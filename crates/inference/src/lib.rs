@@ -1,0 +1,26 @@
+//! Seed inference: a picture through a pipeline of models, into boxes (contract 1).
+//!
+//! - [`picture`]: the data URL is checked and the picture decoded once, off the executor.
+//! - [`runner`]: each model's output feeds the next; per-crop calls run concurrently, bounded.
+//! - [`result`]: the last model's boxes become pixels, overlap flags and colours (contract 1.4).
+//! - [`service`]: the `/inf` use case: check, run, process, then store everything or nothing.
+//!
+//! Architecture invariant: no I/O but through ports ([`ports::ModelClient`] here, the
+//! `datastore` ports for records and blobs). Codec work runs on a bounded blocking pool
+//! ([`codec::CodecPool`]), never on the async executor's threads.
+
+pub mod codec;
+pub mod picture;
+pub mod ports;
+pub mod result;
+pub mod runner;
+pub mod service;
+
+pub use codec::CodecPool;
+pub use picture::{DecodedPicture, PictureError, PictureFormat};
+pub use ports::{DetectedBox, ModelCallError, ModelClient, NormalizedBox, RankedLabel};
+pub use result::{Color, ColorFormat, ProcessedBox, ProcessedResult, process};
+pub use runner::{Detection, PipelineRunner, StepError};
+pub use service::{
+    InferError, InferenceRequest, InferenceResponse, InferenceService, Ports, ServiceSettings,
+};

@@ -1,0 +1,466 @@
+//! The seed use cases: `/inf`, `/get-user-id`, `/seeds`.
+//!
+//! What a failed `/inf` leaves behind: nothing. The models run before anything is written;
+//! then the picture and the result document go to blob storage, then every row goes to the
+//! database in one transaction. If a blob write or the transaction fails, the blobs already
+//! written are deleted again. (Only a crash between the blob writes and the end of the
+//! transaction can leave blobs without rows; never rows without blobs.)
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use datastore::{
+    BlobKey, BlobStore, InferenceStore, NewBox, NewCandidate, NewInference, NewPicture, SeedStore,
+    StoreError, UserStore,
+};
+use pipeline::PipelineRegistry;
+use serde::Serialize;
+use tokio::sync::{OnceCell, Semaphore};
+use uuid::Uuid;
+
+use crate::codec::CodecPool;
+use crate::picture::{DecodedPicture, PictureError};
+use crate::ports::ModelClient;
+use crate::result::{Color, ColorFormat, process};
+use crate::runner::{PipelineRunner, StepError};
+
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    /// `/inf` requests served at once; more are refused at once with [`InferError::Overloaded`].
+    pub max_in_flight: usize,
+    /// Per-crop model calls of one request that run at once.
+    pub crop_concurrency: usize,
+    /// `/get-user-id` registers an unknown email instead of refusing it.
+    pub register_unknown_users: bool,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 32,
+            crop_concurrency: 8,
+            register_unknown_users: false,
+        }
+    }
+}
+
+/// A `/inf` request whose fields are all present (contract 1.2).
+#[derive(Clone, Debug)]
+pub struct InferenceRequest {
+    pub pipeline_name: String,
+    /// `data:image/<type>;base64,<data>`.
+    pub image: String,
+    /// `[width, height]` as the client measured it.
+    pub image_dims: [u32; 2],
+    pub folder_name: String,
+    pub container_name: String,
+    pub user_id: Uuid,
+    /// SHA-256 (hex) from an earlier image pre-check, if any.
+    pub validator: Option<String>,
+    pub area_ratio: f64,
+    pub color_format: ColorFormat,
+}
+
+/// The `/inf` response (contract 1.3); also the result document kept in blob storage.
+#[derive(Clone, Debug, Serialize)]
+pub struct InferenceResponse {
+    pub filename: String,
+    pub boxes: Vec<ResponseBox>,
+    #[serde(rename = "labelOccurrence")]
+    pub label_occurrence: BTreeMap<String, usize>,
+    #[serde(rename = "totalBoxes")]
+    pub total_boxes: usize,
+    pub models: Vec<ModelRef>,
+    pub inference_id: Uuid,
+    pub pipeline_id: Uuid,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ResponseBox {
+    #[serde(rename = "box")]
+    pub bbox: BoxCoordinates,
+    pub label: String,
+    pub score: f64,
+    #[serde(rename = "topN")]
+    pub top_n: Vec<TopCandidate>,
+    pub overlapping: bool,
+    #[serde(rename = "overlappingIndices")]
+    pub overlapping_indices: Vec<usize>,
+    pub color: Color,
+    pub box_id: Uuid,
+    pub top_id: Uuid,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoxCoordinates {
+    pub top_x: i64,
+    pub top_y: i64,
+    pub bottom_x: i64,
+    pub bottom_y: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TopCandidate {
+    pub label: String,
+    pub score: f64,
+    pub object_id: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("unknown pipeline \"{name}\" (known pipelines: {})", known.join(", "))]
+    UnknownPipeline { name: String, known: Vec<String> },
+    #[error("unknown user id {0}: get one from /get-user-id")]
+    UnknownUser(Uuid),
+    #[error("unknown email \"{0}\": this backend does not register users on request")]
+    UnknownEmail(String),
+    #[error("image: {0}")]
+    UnsupportedImage(PictureError),
+    #[error("image: {0}")]
+    BadImage(PictureError),
+    #[error("{0}")]
+    Model(StepError),
+    #[error("the server is busy with other inferences; try again in a moment")]
+    Overloaded,
+    #[error("could not save the inference (nothing was kept): {0}")]
+    Storage(String),
+}
+
+impl From<StoreError> for InferError {
+    fn from(error: StoreError) -> Self {
+        InferError::Storage(error.to_string())
+    }
+}
+
+pub struct InferenceService {
+    registry: Arc<PipelineRegistry>,
+    runner: PipelineRunner,
+    codec: CodecPool,
+    users: Arc<dyn UserStore>,
+    seeds: Arc<dyn SeedStore>,
+    inferences: Arc<dyn InferenceStore>,
+    blobs: Arc<dyn BlobStore>,
+    admission: Arc<Semaphore>,
+    settings: ServiceSettings,
+    /// Seed ids by lower-case name; seeds change only with migrations.
+    seed_ids: OnceCell<HashMap<String, Uuid>>,
+}
+
+/// The adapters the service works through.
+pub struct Ports {
+    pub models: Arc<dyn ModelClient>,
+    pub users: Arc<dyn UserStore>,
+    pub seeds: Arc<dyn SeedStore>,
+    pub inferences: Arc<dyn InferenceStore>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl InferenceService {
+    pub fn new(
+        registry: Arc<PipelineRegistry>,
+        ports: Ports,
+        codec: CodecPool,
+        settings: ServiceSettings,
+    ) -> Self {
+        Self {
+            registry,
+            runner: PipelineRunner::new(ports.models, codec.clone(), settings.crop_concurrency),
+            codec,
+            users: ports.users,
+            seeds: ports.seeds,
+            inferences: ports.inferences,
+            blobs: ports.blobs,
+            admission: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            settings,
+            seed_ids: OnceCell::new(),
+        }
+    }
+
+    pub fn registry(&self) -> &PipelineRegistry {
+        &self.registry
+    }
+
+    /// `/get-user-id`: the id of a user by email (registered first when the setting allows).
+    pub async fn user_id(&self, email: &str) -> Result<Uuid, InferError> {
+        let email = email.trim().to_lowercase();
+        let well_formed = matches!(email.split_once('@'), Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+        if !well_formed {
+            return Err(InferError::InvalidField {
+                field: "email",
+                message: format!("\"{email}\" is not an email address"),
+            });
+        }
+        if let Some(user) = self.users.find_by_email(&email).await? {
+            return Ok(user.id);
+        }
+        if !self.settings.register_unknown_users {
+            return Err(InferError::UnknownEmail(email));
+        }
+        Ok(self.users.register(&email).await?.id)
+    }
+
+    /// `/seeds`.
+    pub async fn seeds(&self) -> Result<Vec<datastore::Seed>, InferError> {
+        Ok(self.seeds.list_seeds().await?)
+    }
+
+    /// `/inf`: checks, runs the pipeline, processes the result, stores all or nothing.
+    pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceResponse, InferError> {
+        check_request(&request)?;
+        // The set of pipelines this request uses to its end, even if a new version loads.
+        let pipelines = self.registry.current();
+        let pipeline =
+            pipelines
+                .find(&request.pipeline_name)
+                .ok_or_else(|| InferError::UnknownPipeline {
+                    name: request.pipeline_name.clone(),
+                    known: pipelines.names().into_iter().map(str::to_owned).collect(),
+                })?;
+        let _admitted = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| InferError::Overloaded)?;
+
+        let data_url = request.image.clone();
+        let picture = self
+            .codec
+            .run(move || DecodedPicture::from_data_url(&data_url))
+            .await
+            .map_err(|e| match e {
+                PictureError::UnsupportedType(_) => InferError::UnsupportedImage(e),
+                other => InferError::BadImage(other),
+            })?;
+        let [width, height] = request.image_dims;
+        if [picture.width(), picture.height()] != request.image_dims {
+            return Err(InferError::InvalidField {
+                field: "imageDims",
+                message: format!(
+                    "[{width}, {height}] does not match the image, which is [{}, {}]",
+                    picture.width(),
+                    picture.height()
+                ),
+            });
+        }
+        if let Some(validator) = &request.validator
+            && !validator.eq_ignore_ascii_case(&picture.sha256)
+        {
+            return Err(InferError::InvalidField {
+                field: "validator",
+                message: "does not match the SHA-256 of the image: send the image that was checked"
+                    .into(),
+            });
+        }
+        if self.users.find_by_id(request.user_id).await?.is_none() {
+            return Err(InferError::UnknownUser(request.user_id));
+        }
+
+        let detections = self
+            .runner
+            .run(pipeline, &picture)
+            .await
+            .map_err(InferError::Model)?;
+        let processed = process(
+            &detections,
+            width,
+            height,
+            request.area_ratio,
+            request.color_format,
+        );
+
+        let seed_ids = self.seed_ids().await?;
+        let picture_id = Uuid::new_v4();
+        let picture_key = blob_key(
+            &request,
+            &format!("{picture_id}.{}", picture.format.extension()),
+        )?;
+        let result_key = blob_key(&request, &format!("{picture_id}.result.json"))?;
+        let mut boxes = Vec::with_capacity(processed.boxes.len());
+        let mut response_boxes = Vec::with_capacity(processed.boxes.len());
+        for (i, b) in processed.boxes.iter().enumerate() {
+            let candidates: Vec<NewCandidate> = b
+                .top_n
+                .iter()
+                .map(|c| NewCandidate {
+                    id: Uuid::new_v4(),
+                    label: c.label.clone(),
+                    score: c.score,
+                    seed_id: seed_ids.get(&c.label.to_lowercase()).copied(),
+                })
+                .collect();
+            let new_box = NewBox {
+                id: Uuid::new_v4(),
+                position: (i + 1) as u32,
+                top_x: b.pixels.top_x,
+                top_y: b.pixels.top_y,
+                bottom_x: b.pixels.bottom_x,
+                bottom_y: b.pixels.bottom_y,
+                label: b.label.clone(),
+                score: b.score,
+                overlapping: b.overlapping,
+                candidates,
+            };
+            response_boxes.push(ResponseBox {
+                bbox: BoxCoordinates {
+                    top_x: b.pixels.top_x,
+                    top_y: b.pixels.top_y,
+                    bottom_x: b.pixels.bottom_x,
+                    bottom_y: b.pixels.bottom_y,
+                },
+                label: b.label.clone(),
+                score: b.score,
+                top_n: new_box
+                    .candidates
+                    .iter()
+                    .map(|c| TopCandidate {
+                        label: c.label.clone(),
+                        score: c.score,
+                        object_id: c.id,
+                    })
+                    .collect(),
+                overlapping: b.overlapping,
+                overlapping_indices: b.overlapping_indices.clone(),
+                color: b.color,
+                box_id: new_box.id,
+                top_id: new_box.candidates[0].id,
+            });
+            boxes.push(new_box);
+        }
+        let response = InferenceResponse {
+            filename: picture_key.to_string(),
+            boxes: response_boxes,
+            label_occurrence: processed.label_occurrence,
+            total_boxes: processed.total_boxes,
+            models: pipeline
+                .models
+                .iter()
+                .map(|m| ModelRef {
+                    name: m.definition.name.clone(),
+                    version: m.definition.version.clone(),
+                })
+                .collect(),
+            inference_id: Uuid::new_v4(),
+            pipeline_id: pipeline.id,
+        };
+        let result = serde_json::to_value(&response)
+            .map_err(|e| InferError::Storage(format!("could not serialize the result: {e}")))?;
+        let record = NewInference {
+            id: response.inference_id,
+            user_id: request.user_id,
+            pipeline_id: pipeline.id,
+            picture: NewPicture {
+                id: picture_id,
+                user_id: request.user_id,
+                container: request.container_name.clone(),
+                picture_set: request.folder_name.clone(),
+                blob_key: picture_key.to_string(),
+                sha256: picture.sha256.clone(),
+                content_type: picture.format.mime_type().to_owned(),
+                width,
+                height,
+            },
+            result_blob_key: result_key.to_string(),
+            result: result.clone(),
+            boxes,
+            created_at: Utc::now(),
+        };
+        self.store(&record, picture.bytes.clone(), &picture_key, &result_key)
+            .await?;
+        Ok(response)
+    }
+
+    /// Blobs first, then rows in one transaction; undoes the blobs if anything fails.
+    async fn store(
+        &self,
+        record: &NewInference,
+        picture: Bytes,
+        picture_key: &BlobKey,
+        result_key: &BlobKey,
+    ) -> Result<(), InferError> {
+        let result_bytes =
+            Bytes::from(serde_json::to_vec(&record.result).map_err(|e| {
+                InferError::Storage(format!("could not serialize the result: {e}"))
+            })?);
+        let mut written: Vec<&BlobKey> = Vec::new();
+        let outcome = async {
+            self.blobs
+                .put_new(picture_key, picture)
+                .await
+                .map_err(|e| InferError::Storage(e.to_string()))?;
+            written.push(picture_key);
+            self.blobs
+                .put_new(result_key, result_bytes)
+                .await
+                .map_err(|e| InferError::Storage(e.to_string()))?;
+            written.push(result_key);
+            self.inferences.save_inference(record).await?;
+            Ok(())
+        }
+        .await;
+        if outcome.is_err() {
+            for key in written {
+                if let Err(error) = self.blobs.delete(key).await {
+                    tracing::error!(%key, %error, "could not delete a blob of a failed inference");
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn seed_ids(&self) -> Result<&HashMap<String, Uuid>, InferError> {
+        self.seed_ids
+            .get_or_try_init(|| async {
+                let seeds = self.seeds.list_seeds().await?;
+                Ok::<_, InferError>(
+                    seeds
+                        .into_iter()
+                        .map(|s| (s.name.to_lowercase(), s.id))
+                        .collect(),
+                )
+            })
+            .await
+    }
+}
+
+fn check_request(request: &InferenceRequest) -> Result<(), InferError> {
+    let invalid =
+        |field: &'static str, message: String| Err(InferError::InvalidField { field, message });
+    if !(request.area_ratio > 0.0 && request.area_ratio <= 1.0) {
+        return invalid(
+            "area_ratio",
+            format!("{} is not a ratio in (0, 1]", request.area_ratio),
+        );
+    }
+    if request.image_dims.contains(&0) {
+        return invalid("imageDims", "width and height must be positive".into());
+    }
+    for (field, value) in [
+        ("folder_name", &request.folder_name),
+        ("container_name", &request.container_name),
+    ] {
+        if let Err(message) = BlobKey::check_segment(value) {
+            return invalid(field, message);
+        }
+    }
+    Ok(())
+}
+
+fn blob_key(request: &InferenceRequest, file: &str) -> Result<BlobKey, InferError> {
+    BlobKey::from_segments(&[&request.container_name, &request.folder_name, file])
+        .map_err(InferError::Storage)
+}
