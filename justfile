@@ -1,0 +1,33 @@
+# Developer commands. `just` is optional (pip install rust-just); each recipe is a plain command.
+
+# list the recipes
+default:
+    @just --list
+
+# run the backend
+run *ARGS:
+    cargo run -p nachet-backend -- {{ARGS}}
+
+# every test against the real services (installs and starts them, then stops them)
+test *ARGS:
+    ./deploy/run-tests.sh {{ARGS}}
+
+# start PostgreSQL, Azurite and Orthanc for repeated `cargo nextest run`; then: eval "$(deploy/services.sh env)"
+services-up:
+    ./deploy/services.sh start
+
+# stop the services started by services-up
+services-down:
+    ./deploy/services.sh stop
+
+# format the code
+fmt:
+    cargo fmt --all
+
+# lints, warnings are errors
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# what CI runs: format check, lints, tests
+ci:
+    ./.ci/run
