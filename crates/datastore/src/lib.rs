@@ -9,6 +9,8 @@
 mod blob;
 mod records;
 
+#[cfg(feature = "mock")]
+pub use blob::MockBlobStore;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore};
 pub use records::*;
 

@@ -1,0 +1,145 @@
+//! Connecting to SQLite or Postgres, and running the migrations.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use datastore::StoreError;
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use crate::error::store_error;
+
+/// How long a SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections to a SQLite file (WAL: readers in parallel, one writer at a time).
+const SQLITE_FILE_CONNECTIONS: u32 = 4;
+
+/// The records of the seed backend in a SQL database (SQLite or Postgres).
+///
+/// Cloning is cheap: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+}
+
+impl SqlStore {
+    /// Connects to `url`: `postgres://user:password@host:port/db`, `sqlite://path?mode=rwc`
+    /// (a file, created if missing), or `sqlite::memory:` (a database of this store's own).
+    ///
+    /// SQLite runs with foreign keys on, a busy timeout, and (for a file) WAL journaling.
+    /// An in-memory SQLite database lives in one connection that is never closed, so every
+    /// query of this store sees the same database.
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+        let mut options = ConnectOptions::new(url);
+        options.sqlx_logging(false);
+        if DbBackend::Sqlite.is_prefix_of(url) {
+            let in_memory = is_sqlite_in_memory(url);
+            options.map_sqlx_sqlite_opts(move |sqlite| {
+                let sqlite = sqlite.foreign_keys(true).busy_timeout(SQLITE_BUSY_TIMEOUT);
+                if in_memory {
+                    sqlite
+                } else {
+                    sqlite
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                }
+            });
+            if in_memory {
+                options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None::<Duration>)
+                    .max_lifetime(None::<Duration>);
+            } else {
+                options.max_connections(SQLITE_FILE_CONNECTIONS);
+            }
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
+        tracing::debug!(url = %redact(url), backend = ?db.get_database_backend(), "connected to the database");
+        Ok(SqlStore { db })
+    }
+
+    /// Applies the migrations not yet applied; applying them again is a no-op.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating the database: {e}")))
+    }
+
+    /// The connection pool, for other adapters of this crate.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Begins a transaction that writes: on SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so that it waits for other writers instead of failing later.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// The precision every supported database keeps (Postgres: microseconds), so that a time
+/// reads back as it was written.
+pub(crate) fn stored_time(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.trunc_subsecs(6)
+}
+
+fn is_sqlite_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_the_password_only() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/nachet"),
+            "postgres://app:***@db:5432/nachet"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1:55432/app"),
+            "postgres://postgres@127.0.0.1:55432/app"
+        );
+        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn recognizes_in_memory_sqlite() {
+        assert!(is_sqlite_in_memory("sqlite::memory:"));
+        assert!(is_sqlite_in_memory("sqlite://?mode=memory"));
+        assert!(!is_sqlite_in_memory("sqlite:///tmp/a.sqlite?mode=rwc"));
+    }
+}
