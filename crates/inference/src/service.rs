@@ -64,6 +64,7 @@ pub struct InferenceRequest {
 }
 
 /// The `/inf` response (contract 1.3); also the result document kept in blob storage.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct InferenceResponse {
     pub filename: String,
@@ -77,12 +78,14 @@ pub struct InferenceResponse {
     pub pipeline_id: Uuid,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelRef {
     pub name: String,
     pub version: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct ResponseBox {
     #[serde(rename = "box")]
@@ -94,11 +97,14 @@ pub struct ResponseBox {
     pub overlapping: bool,
     #[serde(rename = "overlappingIndices")]
     pub overlapping_indices: Vec<usize>,
+    /// `"#RRGGBB"`, or `[r, g, b]` with `color_format: "rgb"`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, example = "#ED1C24"))]
     pub color: Color,
     pub box_id: Uuid,
     pub top_id: Uuid,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BoxCoordinates {
@@ -108,6 +114,7 @@ pub struct BoxCoordinates {
     pub bottom_y: i64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct TopCandidate {
     pub label: String,
