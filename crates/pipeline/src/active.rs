@@ -65,7 +65,11 @@ impl PipelineSet {
             .map(|p| ActivePipeline {
                 id: ids.pipelines[&p.name],
                 definition: p.clone(),
-                models: p.models.iter().map(|m| models[m.as_str()].clone()).collect(),
+                models: p
+                    .models
+                    .iter()
+                    .map(|m| models[m.as_str()].clone())
+                    .collect(),
             })
             .collect();
         Self {

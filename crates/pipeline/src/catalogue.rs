@@ -87,6 +87,14 @@ pub fn is_semantic_version(version: &str) -> bool {
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// The error of a catalogue version that is not `MAJOR.MINOR.PATCH`.
+pub(crate) fn not_semantic_version(version: &str) -> CatalogueError {
+    CatalogueError::new(
+        "version",
+        format!("\"{version}\" is not a version of the form MAJOR.MINOR.PATCH (e.g. 0.1.4)"),
+    )
+}
+
 impl Catalogue {
     /// Checks every rule of a catalogue and reports all that are broken, each with its place.
     pub fn new(
@@ -97,21 +105,24 @@ impl Catalogue {
     ) -> Result<Self, CatalogueErrors> {
         let mut errors = Vec::new();
         if !is_semantic_version(&version) {
-            errors.push(CatalogueError::new(
-                "version",
-                format!("\"{version}\" is not a version of the form MAJOR.MINOR.PATCH (e.g. 0.1.4)"),
-            ));
+            errors.push(not_semantic_version(&version));
         }
 
         let mut model_index: HashMap<&str, usize> = HashMap::new();
         for (i, model) in models.iter().enumerate() {
             if model.name.trim().is_empty() {
-                errors.push(CatalogueError::new(format!("models[{i}].model_name"), "is empty"));
+                errors.push(CatalogueError::new(
+                    format!("models[{i}].model_name"),
+                    "is empty",
+                ));
             }
             match model_index.get(model.name.as_str()) {
                 Some(first) => errors.push(CatalogueError::new(
                     format!("models[{i}].model_name"),
-                    format!("duplicate model name \"{}\" (also models[{first}])", model.name),
+                    format!(
+                        "duplicate model name \"{}\" (also models[{first}])",
+                        model.name
+                    ),
                 )),
                 None => {
                     model_index.insert(&model.name, i);

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::catalogue::{
     Catalogue, CatalogueError, CatalogueErrors, PipelineDefinition, PipelineMetadata,
+    is_semantic_version, not_semantic_version,
 };
 use crate::model::{DEFAULT_MODEL_TIMEOUT, ModelDefinition, ModelKind, ModelMetadata};
 
@@ -313,7 +314,7 @@ impl CatalogueDocument {
                 dataset_description: Some(m.metadata.dataset_description.clone()),
                 accuracy: Some(m.metadata.accuracy),
                 timeout_seconds: (m.timeout != DEFAULT_MODEL_TIMEOUT)
-                    .then(|| m.timeout.as_secs_f64()),
+                    .then_some(m.timeout.as_secs_f64()),
                 retries: (m.retries != 0).then_some(m.retries),
                 reclassify_labels: (!m.reclassify_labels.is_empty())
                     .then(|| m.reclassify_labels.iter().cloned().collect()),
@@ -352,6 +353,9 @@ impl CatalogueDocument {
     ) -> Result<Catalogue, CatalogueErrors> {
         let mut errors = Vec::new();
         let version = required(&mut errors, self.version, "version".into());
+        // Told with the entries' errors; without them, `Catalogue::new` tells it.
+        let version_error = (!version.is_empty() && !is_semantic_version(&version))
+            .then(|| not_semantic_version(&version));
         let date = required(&mut errors, self.date, "date".into());
 
         let mut models = Vec::new();
@@ -380,6 +384,7 @@ impl CatalogueDocument {
 
         // Rules that need the whole catalogue are only meaningful once each entry is sound.
         if !errors.is_empty() {
+            errors.splice(0..0, version_error);
             return Err(CatalogueErrors(errors));
         }
         Catalogue::new(version, date, pipelines, models)
@@ -427,7 +432,10 @@ fn model_definition(
         Some(task) if !TASKS.contains(&task.as_str()) => {
             errors.push(CatalogueError::new(
                 at("task"),
-                format!("unknown task \"{task}\" (known tasks: {})", TASKS.join(", ")),
+                format!(
+                    "unknown task \"{task}\" (known tasks: {})",
+                    TASKS.join(", ")
+                ),
             ));
             task
         }
@@ -497,8 +505,11 @@ fn model_definition(
             format!("{retries} is more than {MAX_MODEL_RETRIES}"),
         ));
     }
-    let reclassify_labels: BTreeSet<String> =
-        m.reclassify_labels.unwrap_or_default().into_iter().collect();
+    let reclassify_labels: BTreeSet<String> = m
+        .reclassify_labels
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     match kind {
         Some(ModelKind::ReClassifier) if reclassify_labels.is_empty() => {
             errors.push(CatalogueError::new(
@@ -683,9 +694,9 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{parent}.{key}")
             }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
     }
 }
 

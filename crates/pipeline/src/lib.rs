@@ -22,9 +22,7 @@ pub use catalogue::{
     Catalogue, CatalogueError, CatalogueErrors, PipelineDefinition, PipelineMetadata,
     is_semantic_version,
 };
-pub use document::{
-    CatalogueDocument, DocumentFormat, ParsedDocument, SecretField, UnknownField,
-};
+pub use document::{CatalogueDocument, DocumentFormat, ParsedDocument, SecretField, UnknownField};
 pub use model::{DEFAULT_MODEL_TIMEOUT, ModelDefinition, ModelKind, ModelMetadata};
 pub use versions::{
     CONTAINER_ENV, CatalogueLoader, CatalogueVersions, KEY_ENV, LoadCatalogueError,

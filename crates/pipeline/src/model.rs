@@ -76,7 +76,10 @@ impl FromStr for ModelKind {
             .find(|kind| kind.as_str() == s)
             .ok_or_else(|| {
                 let known: Vec<&str> = ModelKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown model kind \"{s}\" (known kinds: {})", known.join(", "))
+                format!(
+                    "unknown model kind \"{s}\" (known kinds: {})",
+                    known.join(", ")
+                )
             })
     }
 }

@@ -111,8 +111,9 @@ impl CatalogueVersions {
     /// Stores a validated catalogue with its endpoints and API keys encrypted, as
     /// `pipelines/{version}.json`; an existing version is never replaced.
     pub async fn publish(&self, catalogue: &Catalogue) -> Result<(), PublishVersionError> {
-        let sealed =
-            CatalogueDocument::from_catalogue(catalogue, &mut |_, plain| self.cipher.encrypt(plain));
+        let sealed = CatalogueDocument::from_catalogue(catalogue, &mut |_, plain| {
+            self.cipher.encrypt(plain)
+        });
         self.store
             .publish(catalogue.version(), sealed.to_json())
             .await

@@ -146,9 +146,18 @@ models:
 
 #[test]
 fn the_format_follows_the_file_name() {
-    assert_eq!(DocumentFormat::from_file_name("a.yaml"), DocumentFormat::Yaml);
-    assert_eq!(DocumentFormat::from_file_name("A.YML"), DocumentFormat::Yaml);
-    assert_eq!(DocumentFormat::from_file_name("a.json"), DocumentFormat::Json);
+    assert_eq!(
+        DocumentFormat::from_file_name("a.yaml"),
+        DocumentFormat::Yaml
+    );
+    assert_eq!(
+        DocumentFormat::from_file_name("A.YML"),
+        DocumentFormat::Yaml
+    );
+    assert_eq!(
+        DocumentFormat::from_file_name("a.json"),
+        DocumentFormat::Json
+    );
 }
 
 #[test]
@@ -449,11 +458,7 @@ fn a_value_of_the_wrong_type_names_its_place_line_and_column() {
     let mut doc = valid();
     doc["pipelines"][1]["default"] = json!("yes");
     let text = serde_json::to_string_pretty(&doc).unwrap();
-    let line = text
-        .lines()
-        .position(|l| l.contains("\"yes\""))
-        .unwrap()
-        + 1;
+    let line = text.lines().position(|l| l.contains("\"yes\"")).unwrap() + 1;
     let errors = CatalogueDocument::from_json(&text).unwrap_err();
     let message = errors.0[0].to_string();
     assert!(
@@ -531,7 +536,10 @@ fn a_catalogue_written_back_as_a_document_gives_the_same_catalogue() {
     )
     .unwrap();
     assert_eq!(again.pipelines(), catalogue.pipelines());
-    let (a, b) = (again.model("swin").unwrap(), catalogue.model("swin").unwrap());
+    let (a, b) = (
+        again.model("swin").unwrap(),
+        catalogue.model("swin").unwrap(),
+    );
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     assert_eq!(a.endpoint.expose_secret(), b.endpoint.expose_secret());
     assert_eq!(a.api_key.expose_secret(), b.api_key.expose_secret());

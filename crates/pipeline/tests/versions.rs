@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use pipeline::ports::{
-    CatalogueRecorder, CatalogueStore, DecryptError, ListVersionsError,
-    PublishVersionError, ReadVersionError, RecordCatalogueError, SecretCipher, StoredVersion,
+    CatalogueRecorder, CatalogueStore, DecryptError, ListVersionsError, PublishVersionError,
+    ReadVersionError, RecordCatalogueError, SecretCipher, StoredVersion,
 };
 use pipeline::{
     Catalogue, CatalogueDocument, CatalogueLoader, CatalogueVersions, LoadCatalogueError,
@@ -72,7 +72,11 @@ struct ToyCipher(&'static str);
 
 impl SecretCipher for ToyCipher {
     fn encrypt(&self, plain: &str) -> String {
-        format!("sealed:{}:{}", self.0, plain.chars().rev().collect::<String>())
+        format!(
+            "sealed:{}:{}",
+            self.0,
+            plain.chars().rev().collect::<String>()
+        )
     }
 
     fn decrypt(&self, token: &str) -> Result<String, DecryptError> {
@@ -203,7 +207,10 @@ async fn another_key_is_named_as_the_problem() {
     let store = Arc::new(MemoryStore::default());
     publish(&versions(&store, "k1"), "0.1.4", "p").await;
     let error = versions(&store, "k2").open("0.1.4").await.unwrap_err();
-    assert!(matches!(error, OpenVersionError::WrongKey { .. }), "{error:?}");
+    assert!(
+        matches!(error, OpenVersionError::WrongKey { .. }),
+        "{error:?}"
+    );
     assert_eq!(
         error.to_string(),
         "catalogue version 0.1.4 was encrypted with another key: check \
@@ -227,7 +234,8 @@ async fn a_stored_document_that_is_invalid_says_where() {
     );
 
     let catalogue = versions.validate(document("0.2.0", "p")).unwrap();
-    let sealed = CatalogueDocument::from_catalogue(&catalogue, &mut |_, p| ToyCipher("k1").encrypt(p));
+    let sealed =
+        CatalogueDocument::from_catalogue(&catalogue, &mut |_, p| ToyCipher("k1").encrypt(p));
     store.publish("0.3.0", sealed.to_json()).await.unwrap();
     let error = versions.open("0.3.0").await.unwrap_err();
     assert!(
@@ -240,7 +248,9 @@ async fn a_stored_document_that_is_invalid_says_where() {
     store.publish("0.4.0", "{ not json".into()).await.unwrap();
     let error = versions.open("0.4.0").await.unwrap_err();
     assert!(
-        error.to_string().contains("not a valid JSON catalogue document"),
+        error
+            .to_string()
+            .contains("not a valid JSON catalogue document"),
         "{error}"
     );
 }
@@ -254,14 +264,27 @@ async fn list_shows_versions_dates_and_pipelines() {
     store.publish("0.2.0", "garbage".into()).await.unwrap();
     let list = versions.list().await.unwrap();
     let lines: Vec<String> = list.iter().map(ToString::to_string).collect();
-    assert_eq!(lines[0], "0.1.4  published 2024-01-02 03:04:05 UTC  date 2024-03-12  pipelines: swin (default)");
-    assert_eq!(lines[1], "0.1.10  published 2024-01-02 03:04:05 UTC  date 2024-03-12  pipelines: six seeds (default)");
-    assert!(lines[2].starts_with("0.2.0  published 2024-01-02 03:04:05 UTC  UNREADABLE: "), "{}", lines[2]);
+    assert_eq!(
+        lines[0],
+        "0.1.4  published 2024-01-02 03:04:05 UTC  date 2024-03-12  pipelines: swin (default)"
+    );
+    assert_eq!(
+        lines[1],
+        "0.1.10  published 2024-01-02 03:04:05 UTC  date 2024-03-12  pipelines: six seeds (default)"
+    );
+    assert!(
+        lines[2].starts_with("0.2.0  published 2024-01-02 03:04:05 UTC  UNREADABLE: "),
+        "{}",
+        lines[2]
+    );
 }
 
 fn ids_for(catalogue: &Catalogue) -> RecordedIds {
     let id = |kind: &str, name: &str, version: &str| {
-        Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{kind}/{name}/{version}").as_bytes())
+        Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("{kind}/{name}/{version}").as_bytes(),
+        )
     };
     RecordedIds {
         pipelines: catalogue
