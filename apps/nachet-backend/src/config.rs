@@ -1,0 +1,107 @@
+//! Settings: built-in defaults (the embedded default), then a file, then environment variables.
+
+use std::path::PathBuf;
+
+use blob_store::BlobSettings;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub blob: BlobSettings,
+    pub pipelines: PipelineSettings,
+    pub reference_models: ReferenceModelSettings,
+    pub inference: InferenceSettings,
+    pub users: UserSettings,
+    /// Stored catalogue versions (`NACHET_BLOB_PIPELINE_*` too); see `crate::catalogue`.
+    #[serde(default)]
+    pub catalogue: catalogue_store::CatalogueSettings,
+    /// The admin API (`/api/admin/...`); see `crate::http::admin`.
+    #[serde(default)]
+    pub admin: crate::http::admin::AdminSettings,
+    /// DICOM series predictions; see `crate::series_wiring`.
+    #[serde(default)]
+    pub series: crate::series_wiring::SeriesSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// May hold a password: never printed.
+    pub url: SecretString,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseSettings { url: [secret] }")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum PipelineSettings {
+    /// A catalogue of the reference model servers started beside the backend.
+    Reference,
+    /// A plain JSON catalogue document (development; endpoints and keys in clear).
+    File { path: PathBuf },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ReferenceModelSettings {
+    pub enabled: bool,
+    pub port: Option<u16>,
+    pub api_key: SecretString,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct InferenceSettings {
+    pub max_in_flight: usize,
+    pub crop_concurrency: usize,
+    pub codec_threads: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct UserSettings {
+    pub register_unknown: bool,
+}
+
+impl Settings {
+    /// Defaults, then the TOML file named by `NACHET_CONFIG` (if set), then `NACHET__*`
+    /// environment variables (`__` separates sections: `NACHET__SERVER__PORT=9000`).
+    pub fn load() -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Ok(path) = std::env::var("NACHET_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path).required(true));
+        }
+        builder
+            .add_source(
+                config::Environment::with_prefix("NACHET")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+
+    /// The built-in defaults alone (tests start from these).
+    pub fn defaults() -> Self {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .expect("the built-in defaults are valid")
+    }
+}

@@ -1,0 +1,276 @@
+//! The admin API: which catalogue version runs, which exist, and switching without a restart.
+//!
+//! Every call needs `Authorization: Bearer <admin.token>` (`NACHET__ADMIN__TOKEN`); without a
+//! configured token the admin API is off.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
+use pipeline::{LoadCatalogueError, OpenVersionError, PipelineSet};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::catalogue::{Catalogues, SwitchError};
+
+/// `[admin]` of the configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The bearer token of the admin API; `None`: the admin API answers 403.
+    #[serde(default)]
+    pub token: Option<SecretString>,
+}
+
+/// What the admin routes need.
+pub struct AdminApi {
+    catalogues: Arc<Catalogues>,
+    token: Option<SecretString>,
+}
+
+impl AdminApi {
+    pub fn new(catalogues: Arc<Catalogues>, settings: &AdminSettings) -> Self {
+        Self {
+            catalogues,
+            token: settings
+                .token
+                .clone()
+                .filter(|t| !t.expose_secret().trim().is_empty()),
+        }
+    }
+
+    fn authorize(&self, request: &HttpRequest) -> Result<(), AdminError> {
+        let Some(expected) = &self.token else {
+            return Err(AdminError::new(
+                StatusCode::FORBIDDEN,
+                "the admin API is off: set admin.token (NACHET__ADMIN__TOKEN) to use it",
+            ));
+        };
+        let given = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match given {
+            None => Err(AdminError::unauthorized(
+                "send the admin token as Authorization: Bearer <token>",
+            )),
+            Some(given) if same_secret(given, expected.expose_secret()) => Ok(()),
+            Some(_) => Err(AdminError::unauthorized("the admin token is not valid")),
+        }
+    }
+}
+
+/// Compares digests, so the time taken says nothing about the token.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(pipelines).service(reload);
+}
+
+#[derive(Debug)]
+struct AdminError {
+    status: StatusCode,
+    message: String,
+    available: Option<Vec<String>>,
+}
+
+impl AdminError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            available: None,
+        }
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct AdminErrorBody<'a> {
+    error: &'a str,
+    /// For an unknown version: the versions that exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available_versions: Option<&'a [String]>,
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, error = %self.message, "admin request failed");
+        } else {
+            tracing::warn!(status = %self.status, error = %self.message, "admin request refused");
+        }
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(AdminErrorBody {
+            error: &self.message,
+            available_versions: self.available.as_deref(),
+        })
+    }
+}
+
+impl From<SwitchError> for AdminError {
+    fn from(error: SwitchError) -> Self {
+        let message = error.to_string();
+        match error {
+            SwitchError::NoStoredVersions => Self::new(StatusCode::CONFLICT, message),
+            SwitchError::List(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            SwitchError::Load(LoadCatalogueError::Open(open)) => match open {
+                OpenVersionError::NotFound { available, .. } => Self {
+                    status: StatusCode::NOT_FOUND,
+                    message,
+                    available: Some(available),
+                },
+                OpenVersionError::WrongKey { .. } => Self::new(StatusCode::CONFLICT, message),
+                OpenVersionError::Invalid { .. } => {
+                    Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+                }
+                OpenVersionError::Storage(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            },
+            SwitchError::Load(LoadCatalogueError::Record(_)) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RunningPipeline {
+    pipeline_id: Uuid,
+    pipeline_name: String,
+    default: bool,
+    models: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RunningCatalogue {
+    version: String,
+    pipelines: Vec<RunningPipeline>,
+}
+
+impl From<&PipelineSet> for RunningCatalogue {
+    fn from(set: &PipelineSet) -> Self {
+        Self {
+            version: set.catalogue_version().to_owned(),
+            pipelines: set
+                .pipelines()
+                .iter()
+                .map(|p| RunningPipeline {
+                    pipeline_id: p.id,
+                    pipeline_name: p.definition.name.clone(),
+                    default: p.definition.default,
+                    models: p.definition.models.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StoredVersionBody {
+    version: String,
+    published_at: chrono::DateTime<chrono::Utc>,
+    date: Option<String>,
+    pipelines: Vec<String>,
+    default_pipeline: Option<String>,
+    /// Why the stored document cannot be read, if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PipelinesBody {
+    running: RunningCatalogue,
+    versions: Vec<StoredVersionBody>,
+}
+
+/// The running version and the stored ones.
+#[get("/api/admin/pipelines")]
+async fn pipelines(
+    request: HttpRequest,
+    api: web::Data<AdminApi>,
+) -> Result<HttpResponse, AdminError> {
+    api.authorize(&request)?;
+    let running = RunningCatalogue::from(api.catalogues.registry().current().as_ref());
+    let versions = match api.catalogues.versions().await {
+        Ok(versions) => versions,
+        Err(SwitchError::NoStoredVersions) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(HttpResponse::Ok().json(PipelinesBody {
+        running,
+        versions: versions
+            .into_iter()
+            .map(|v| StoredVersionBody {
+                version: v.version,
+                published_at: v.published_at,
+                date: v.date,
+                pipelines: v.pipelines,
+                default_pipeline: v.default_pipeline,
+                problem: v.problem,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadBody {
+    version: String,
+}
+
+#[derive(Serialize)]
+struct ReloadedBody {
+    previous_version: String,
+    running: RunningCatalogue,
+}
+
+/// Loads another stored version and makes it the running one, without a restart. Requests
+/// in flight finish on the version they started with; on failure the running one stays.
+#[post("/api/admin/pipelines/reload")]
+async fn reload(
+    request: HttpRequest,
+    api: web::Data<AdminApi>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminError> {
+    // The token first: nothing about the body is told to a caller without it.
+    api.authorize(&request)?;
+    let body: ReloadBody = serde_json::from_slice(&body).map_err(|e| {
+        AdminError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {{\"version\": \"MAJOR.MINOR.PATCH\"}}: {e}"),
+        )
+    })?;
+    let previous = api.catalogues.registry().current();
+    let set = api.catalogues.switch(body.version.trim()).await?;
+    Ok(HttpResponse::Ok().json(ReloadedBody {
+        previous_version: previous.catalogue_version().to_owned(),
+        running: RunningCatalogue::from(set.as_ref()),
+    }))
+}

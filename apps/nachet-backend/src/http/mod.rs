@@ -1,0 +1,19 @@
+//! The REST API: routes, and the conversion between JSON and the domain.
+
+pub mod admin;
+pub mod error;
+mod openapi;
+mod seeds;
+pub mod series;
+
+use actix_web::web;
+
+pub use openapi::ApiDoc;
+
+/// Every route of the API. Each area registers its own routes here.
+pub fn routes(config: &mut web::ServiceConfig) {
+    seeds::routes(config);
+    series::routes(config);
+    admin::routes(config);
+    openapi::routes(config);
+}

@@ -1,0 +1,539 @@
+//! DICOM series predictions (contract 2.1): JSON to the domain and back, and the domain's
+//! errors to statuses, in one place ([`SeriesApiError`]).
+//!
+//! - `POST /api/studies/series/predict`: ask for a prediction; `202` with the series.
+//! - `PUT /api/studies/series/{series_id}/status`: the ML app reports, with
+//!   `Authorization: Bearer <its callback token>`.
+//! - `GET /api/studies/series/{series_id}`: state, model type, result, attempts, last error,
+//!   times.
+//! - `POST /api/admin/organizations` (admin token): add an organization and its DICOM server;
+//!   `GET /api/admin/organizations`: their names.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, put, web};
+use chrono::{DateTime, Utc};
+use dicom_series::ports::DicomCredentials;
+use dicom_series::{
+    AddOrganizationError, FindSeriesError, PredictDecision, PredictError, PredictRequest,
+    PredictionService, ReportError, ReportedStatus, RunId, Series, SeriesId, StatusReport,
+    StoreError, TransitionError, basic_credentials, bearer_credentials, credentials_kind,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// What the series routes need.
+pub struct SeriesApi {
+    service: Arc<PredictionService>,
+    /// Each configured ML app's name and callback token.
+    ml_app_tokens: Vec<(String, SecretString)>,
+    /// The admin API's token; `None`: organizations cannot be added over HTTP.
+    admin_token: Option<SecretString>,
+}
+
+impl SeriesApi {
+    pub fn new(
+        service: Arc<PredictionService>,
+        ml_app_tokens: Vec<(String, SecretString)>,
+        admin_token: Option<SecretString>,
+    ) -> Self {
+        Self {
+            service,
+            ml_app_tokens,
+            admin_token: admin_token.filter(|t| !t.expose_secret().trim().is_empty()),
+        }
+    }
+
+    /// The ML app whose callback token the request carries.
+    fn calling_ml_app(&self, request: &HttpRequest) -> Result<&str, SeriesApiError> {
+        let given = bearer_token(request).ok_or_else(|| {
+            SeriesApiError::unauthorized(
+                "send the ML app's callback token as Authorization: Bearer <token>",
+            )
+        })?;
+        // Every token is compared, so the time taken says nothing about which one matched.
+        let mut caller = None;
+        for (name, token) in &self.ml_app_tokens {
+            if same_secret(given, token.expose_secret()) {
+                caller = Some(name.as_str());
+            }
+        }
+        caller.ok_or_else(|| SeriesApiError::unauthorized("the callback token is not valid"))
+    }
+
+    fn authorize_admin(&self, request: &HttpRequest) -> Result<(), SeriesApiError> {
+        let Some(expected) = &self.admin_token else {
+            return Err(SeriesApiError::new(
+                StatusCode::FORBIDDEN,
+                "the admin API is off: set admin.token (NACHET__ADMIN__TOKEN) to use it",
+            ));
+        };
+        match bearer_token(request) {
+            None => Err(SeriesApiError::unauthorized(
+                "send the admin token as Authorization: Bearer <token>",
+            )),
+            Some(given) if same_secret(given, expected.expose_secret()) => Ok(()),
+            Some(_) => Err(SeriesApiError::unauthorized("the admin token is not valid")),
+        }
+    }
+}
+
+fn bearer_token(request: &HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Compares digests, so the time taken says nothing about the secret.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(predict)
+        .service(report_status)
+        .service(get_series)
+        .service(add_organization)
+        .service(list_organizations);
+}
+
+// ---- wire shapes ----
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PredictBody {
+    organization: String,
+    study_instance_uid: String,
+    series_instance_uid: String,
+    model_type: String,
+    #[serde(default)]
+    predict_again: bool,
+    #[serde(default)]
+    body_part: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PredictAnswer {
+    series_id: SeriesId,
+    state: &'static str,
+    model_type: Option<String>,
+    run_id: Option<RunId>,
+    /// `queued`: a new run was queued; `already_predicted`: answered from the stored result;
+    /// `already_running`: a run is queued or in progress and is not sent twice.
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBody {
+    status: String,
+    model_type: String,
+    #[serde(default)]
+    result: Value,
+    run_id: Option<String>,
+}
+
+/// A series as `GET` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeriesView {
+    series_id: SeriesId,
+    organization_id: String,
+    study_instance_uid: String,
+    series_instance_uid: String,
+    state: &'static str,
+    model_type: Option<String>,
+    body_part: Option<String>,
+    result: Option<Value>,
+    run_id: Option<RunId>,
+    ml_app: Option<String>,
+    attempts: u32,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    requested_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    submitted_at: Option<DateTime<Utc>>,
+    report_deadline: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Series> for SeriesView {
+    fn from(series: Series) -> Self {
+        let run = series.run.as_ref();
+        Self {
+            series_id: series.id,
+            organization_id: series.organization_id.to_string(),
+            study_instance_uid: series.key.study_instance_uid.clone(),
+            series_instance_uid: series.key.series_instance_uid.clone(),
+            state: series.state.as_str(),
+            model_type: run.map(|r| r.model_type.clone()),
+            body_part: run.and_then(|r| r.body_part.clone()),
+            result: series.result.clone(),
+            run_id: run.map(|r| r.id),
+            ml_app: run.map(|r| r.ml_app.clone()),
+            attempts: run.map_or(0, |r| r.attempts),
+            last_error: run.and_then(|r| r.last_error.clone()),
+            created_at: series.created_at,
+            updated_at: series.updated_at,
+            requested_at: run.map(|r| r.requested_at),
+            started_at: run.and_then(|r| r.started_at),
+            submitted_at: run.and_then(|r| r.submitted_at),
+            report_deadline: run.and_then(|r| r.report_deadline),
+            finished_at: run.and_then(|r| r.finished_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OrganizationBody {
+    name: String,
+    /// The DICOMweb root (`https://pacs.example.org/dicom-web`), or a folder path for the
+    /// local-folder source.
+    dicomweb_root: String,
+    #[serde(default)]
+    credentials: Option<CredentialsBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum CredentialsBody {
+    None,
+    Basic { username: String, password: String },
+    Bearer { token: String },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrganizationAnswer {
+    id: String,
+    name: String,
+    dicomweb_root: String,
+    /// `none`, `basic` or `bearer`; the secret itself is never shown.
+    credentials: &'static str,
+}
+
+// ---- handlers ----
+
+#[post("/api/studies/series/predict")]
+async fn predict(
+    api: web::Data<SeriesApi>,
+    body: web::Json<PredictBody>,
+) -> Result<HttpResponse, SeriesApiError> {
+    let body = body.into_inner();
+    let outcome = api
+        .service
+        .predict(&PredictRequest {
+            organization: body.organization,
+            study_instance_uid: body.study_instance_uid,
+            series_instance_uid: body.series_instance_uid,
+            model_type: body.model_type,
+            predict_again: body.predict_again,
+            body_part: body.body_part,
+        })
+        .await?;
+    let series = outcome.series;
+    let decision = match outcome.decision {
+        PredictDecision::Queued => "queued",
+        PredictDecision::AlreadyPredicted => "already_predicted",
+        PredictDecision::AlreadyRunning => "already_running",
+    };
+    Ok(HttpResponse::Accepted().json(PredictAnswer {
+        series_id: series.id,
+        state: series.state.as_str(),
+        model_type: series.model_type().map(str::to_string),
+        run_id: series.run.as_ref().map(|r| r.id),
+        decision,
+        result: series.result,
+    }))
+}
+
+/// Authenticated before the body is even read: without the ML app's token, nothing is
+/// looked at and nothing changes.
+#[put("/api/studies/series/{series_id}/status")]
+async fn report_status(
+    api: web::Data<SeriesApi>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, SeriesApiError> {
+    let caller = api.calling_ml_app(&request)?;
+    let series_id = parse_series_id(&path)?;
+    let body: StatusBody = serde_json::from_slice(&body).map_err(|e| {
+        SeriesApiError::bad_request(format!("the body is not a status report: {e}"))
+    })?;
+    let status: ReportedStatus = body
+        .status
+        .parse()
+        .map_err(|e: dicom_series::UnknownStatus| SeriesApiError::bad_request(e.to_string()))?;
+    let run_id = body
+        .run_id
+        .as_deref()
+        .ok_or_else(|| {
+            SeriesApiError::bad_request(
+                "runId is missing: report the runId the prediction request carried",
+            )
+        })?
+        .parse::<RunId>()
+        .map_err(|_| SeriesApiError::bad_request("runId is not a UUID"))?;
+    let (series, _) = api
+        .service
+        .report(
+            caller,
+            series_id,
+            StatusReport {
+                run_id,
+                status,
+                model_type: body.model_type,
+                result: body.result,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "seriesId": series.id,
+        "state": series.state.as_str(),
+    })))
+}
+
+#[get("/api/studies/series/{series_id}")]
+async fn get_series(
+    api: web::Data<SeriesApi>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, SeriesApiError> {
+    let series = api.service.find_series(parse_series_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(SeriesView::from(series)))
+}
+
+#[post("/api/admin/organizations")]
+async fn add_organization(
+    api: web::Data<SeriesApi>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, SeriesApiError> {
+    api.authorize_admin(&request)?;
+    let body: OrganizationBody = serde_json::from_slice(&body).map_err(|e| {
+        SeriesApiError::bad_request(format!("the body is not an organization: {e}"))
+    })?;
+    let credentials = match body.credentials {
+        None | Some(CredentialsBody::None) => DicomCredentials::None,
+        Some(CredentialsBody::Basic { username, password }) => {
+            basic_credentials(&username, &password)
+        }
+        Some(CredentialsBody::Bearer { token }) => bearer_credentials(&token),
+    };
+    let organization = api
+        .service
+        .add_organization(&body.name, &body.dicomweb_root, credentials)
+        .await?;
+    Ok(HttpResponse::Created().json(OrganizationAnswer {
+        id: organization.id.to_string(),
+        name: organization.name.to_string(),
+        dicomweb_root: organization.dicom_server.root.clone(),
+        credentials: credentials_kind(&organization.dicom_server.credentials),
+    }))
+}
+
+#[get("/api/admin/organizations")]
+async fn list_organizations(
+    api: web::Data<SeriesApi>,
+    request: HttpRequest,
+) -> Result<HttpResponse, SeriesApiError> {
+    api.authorize_admin(&request)?;
+    let names = api.service.organization_names().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "organizations": names })))
+}
+
+/// A malformed id names no series: 404, like an unknown one.
+fn parse_series_id(given: &str) -> Result<SeriesId, SeriesApiError> {
+    given.parse().map_err(|_| {
+        SeriesApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("series {given:?} does not exist (a series id is a UUID)"),
+        )
+    })
+}
+
+// ---- errors: the one place where domain errors become statuses ----
+
+/// `{"error": "...", "known": [...]}`; `known` lists what exists when a name was unknown.
+#[derive(Debug)]
+pub struct SeriesApiError {
+    status: StatusCode,
+    message: String,
+    known: Option<Vec<String>>,
+}
+
+impl SeriesApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            known: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    fn unavailable(error: &StoreError) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the database is unavailable ({error}); try again later"),
+        )
+    }
+}
+
+impl std::fmt::Display for SeriesApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known: Option<&'a [String]>,
+}
+
+impl ResponseError for SeriesApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, error = %self.message, "series request failed");
+        } else {
+            tracing::info!(status = %self.status, error = %self.message, "series request refused");
+        }
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(ErrorBody {
+            error: &self.message,
+            known: self.known.as_deref(),
+        })
+    }
+}
+
+impl From<PredictError> for SeriesApiError {
+    fn from(error: PredictError) -> Self {
+        let message = error.to_string();
+        match error {
+            PredictError::Invalid(_) => Self::bad_request(message),
+            PredictError::UnknownOrganization { known, .. } => Self {
+                status: StatusCode::NOT_FOUND,
+                message,
+                known: Some(known),
+            },
+            PredictError::UnknownModelType { known, .. } => Self {
+                status: StatusCode::BAD_REQUEST,
+                message,
+                known: Some(known),
+            },
+            PredictError::NotQueued { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            PredictError::Store(e) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<ReportError> for SeriesApiError {
+    fn from(error: ReportError) -> Self {
+        let message = error.to_string();
+        match error {
+            ReportError::SeriesNotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
+            ReportError::WrongMlApp { .. } => Self::new(StatusCode::FORBIDDEN, message),
+            ReportError::Rejected(
+                TransitionError::StaleRun { .. }
+                | TransitionError::NoRun
+                | TransitionError::ModelTypeMismatch { .. }
+                | TransitionError::NotSent { .. }
+                | TransitionError::AlreadyReported { .. }
+                | TransitionError::RunFinished { .. },
+            ) => Self::new(StatusCode::CONFLICT, message),
+            ReportError::Store(e) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<FindSeriesError> for SeriesApiError {
+    fn from(error: FindSeriesError) -> Self {
+        match error {
+            FindSeriesError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            FindSeriesError::Store(e) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<AddOrganizationError> for SeriesApiError {
+    fn from(error: AddOrganizationError) -> Self {
+        let message = error.to_string();
+        match error {
+            AddOrganizationError::Invalid(_) => Self::bad_request(message),
+            AddOrganizationError::DuplicateName(_) => Self::new(StatusCode::CONFLICT, message),
+            AddOrganizationError::Store(e) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<StoreError> for SeriesApiError {
+    fn from(error: StoreError) -> Self {
+        Self::unavailable(&error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_answer_with_the_ones_that_exist() {
+        let error = SeriesApiError::from(PredictError::UnknownModelType {
+            given: "x".into(),
+            known: vec!["a".into(), "b".into()],
+        });
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            error.known.as_deref(),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
+        let error = SeriesApiError::from(PredictError::UnknownOrganization {
+            given: "x".into(),
+            known: vec![],
+        });
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+        assert!(!same_secret("", "a"));
+    }
+}

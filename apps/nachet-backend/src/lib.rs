@@ -1,0 +1,176 @@
+//! The Nachet backend: wires adapters to the domain's ports and serves the REST API.
+//!
+//! [`start`] is the whole wiring, in order: database (migrated), blob storage, reference
+//! model servers (when enabled), the pipeline catalogue (recorded in the database), the
+//! use cases, then the HTTP server. Nothing else in this crate holds business rules.
+
+mod catalogue;
+pub mod config;
+pub mod http;
+mod reference_catalogue;
+pub mod series_wiring;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use inference::{CodecPool, InferenceService, Ports, ServiceSettings};
+use reference_models::ReferenceModels;
+use secrecy::ExposeSecret;
+use sql_store::SqlStore;
+
+pub use config::Settings;
+pub use reference_catalogue::reference_catalogue;
+
+/// A running backend. Dropping it does not stop it: call [`Backend::stop`].
+pub struct Backend {
+    /// `http://host:port`, with the port actually bound.
+    pub url: String,
+    pub store: Arc<SqlStore>,
+    pub blobs: Arc<dyn datastore::BlobStore>,
+    pub inference: Arc<InferenceService>,
+    /// The reference model servers, when the settings start them.
+    pub reference_models: Option<ReferenceModels>,
+    /// DICOM series predictions: the service, the workers, the reference ML app.
+    pub series: series_wiring::SeriesRuntime,
+    server: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Backend {
+    /// Waits until the server stops (on Ctrl-C / SIGTERM, handled by actix).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let result = self.task.await.context("the HTTP server task failed")?;
+        self.series.stop().await;
+        if let Some(models) = self.reference_models {
+            models.stop().await;
+        }
+        Ok(result?)
+    }
+
+    /// Stops accepting requests, lets those in flight finish, and stops the reference models.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.task.await;
+        self.series.stop().await;
+        if let Some(models) = self.reference_models {
+            models.stop().await;
+        }
+    }
+}
+
+pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder {}",
+            settings.data_dir.display()
+        )
+    })?;
+
+    let store = SqlStore::connect(settings.database.url.expose_secret())
+        .await
+        .context("cannot open the database (setting database.url)")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let store = Arc::new(store);
+
+    let blobs: Arc<dyn datastore::BlobStore> = Arc::new(
+        blob_store::open(&settings.blob).context("cannot open blob storage (settings blob.*)")?,
+    );
+
+    let reference_models = if settings.reference_models.enabled {
+        let mut options = reference_models::Options::new(
+            settings.reference_models.api_key.expose_secret().to_owned(),
+        );
+        if let Some(port) = settings.reference_models.port {
+            options = options.with_port(port);
+        }
+        let models = reference_models::start(options)
+            .await
+            .context("cannot start the reference model servers")?;
+        tracing::info!(url = %models.url, "reference model servers started (not trained models)");
+        Some(models)
+    } else {
+        None
+    };
+
+    let catalogues = Arc::new(
+        catalogue::load_at_start(&settings, store.clone(), reference_models.as_ref()).await?,
+    );
+    let registry = catalogues.registry().clone();
+
+    let codec = match settings.inference.codec_threads {
+        0 => CodecPool::per_core(),
+        n => CodecPool::new(n),
+    };
+    let inference = Arc::new(InferenceService::new(
+        registry,
+        Ports {
+            models: Arc::new(model_http::HttpModelClient::new()),
+            users: store.clone(),
+            seeds: store.clone(),
+            inferences: store.clone(),
+            blobs: blobs.clone(),
+        },
+        codec,
+        ServiceSettings {
+            max_in_flight: settings.inference.max_in_flight,
+            crop_concurrency: settings.inference.crop_concurrency,
+            register_unknown_users: settings.users.register_unknown,
+        },
+    ));
+
+    let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{} (settings server.host, server.port)",
+                settings.server.host, settings.server.port
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let series = series_wiring::start(
+        &settings.series,
+        &settings.data_dir,
+        store.clone(),
+        address,
+        settings.admin.token.clone(),
+    )
+    .await?;
+    let series_data = series.api.clone();
+    let body_limit = settings.server.max_body_bytes;
+    let inference_data = web::Data::from(inference.clone());
+    let admin_data = web::Data::new(http::admin::AdminApi::new(catalogues, &settings.admin));
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(inference_data.clone())
+            .app_data(admin_data.clone())
+            .app_data(series_data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(body_limit)
+                    .error_handler(move |e, _| http::error::json_error(e, body_limit)),
+            )
+            .configure(http::routes)
+    })
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    let url = format!("http://{address}");
+    tracing::info!(%url, "listening");
+    Ok(Backend {
+        url,
+        store,
+        blobs,
+        inference,
+        reference_models,
+        series,
+        server: handle,
+        task,
+    })
+}

@@ -1,0 +1,558 @@
+//! DICOM series predictions, wired: the adapters behind the `dicom-series` ports, the
+//! prediction service behind the HTTP routes, and the background workers.
+//!
+//! - DICOM source: DICOMweb for an organization whose root is an `http(s)://` URL, the local
+//!   folder source for one whose root is a folder (the embedded default's demo).
+//! - Archiver: `series-zip`; ML app client: `ml-app-http`; repositories and job queue:
+//!   `sql-store`.
+//! - Scratch folders: one folder per process under `series.scratch_dir`, held with a file
+//!   lock; at start, the folders of processes that died (lock free) are removed, so even a
+//!   killed backend leaves no partial download behind for long.
+//! - With `series.ml_app.kind = "reference"` the reference ML app (not a trained model) is
+//!   started beside the backend; with `series.demo`, a demo organization and a synthetic MR
+//!   series are written at first start.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use anyhow::Context;
+use async_trait::async_trait;
+use dicom_files::LocalFolderSource;
+use dicom_series::ports::{
+    DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing, MlAppEndpoint,
+    RetrievedInstance, SeriesKey,
+};
+use dicom_series::{
+    JobWorker, MlAppDirectory, MlAppRoute, Organization, OrganizationRepository, PredictionService,
+    RetryPolicy, ScratchDir, ScratchError, ScratchSpace, SystemClock, WorkerPorts, WorkerSettings,
+};
+use dicomweb::{DicomWebOptions, DicomWebSource};
+use ml_app_http::{HttpMlApp, HttpMlAppOptions};
+use reference_ml_app::RunningMlApp;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use sql_store::SqlStore;
+use tokio::sync::{Notify, watch};
+
+use crate::http::series::SeriesApi;
+
+/// `[series]` of the configuration. Every key has a default (see [`Default`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeriesSettings {
+    /// Background workers in this process (0: this process only serves the API).
+    pub workers: usize,
+    /// How long a worker's claim on a job lasts unless extended (extended every third).
+    pub lease_seconds: u64,
+    /// How often an idle worker looks for due jobs.
+    pub poll_interval_ms: u64,
+    /// Attempts to send a series, the first included.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; doubled each time, with jitter.
+    pub retry_first_delay_ms: u64,
+    pub retry_max_delay_seconds: u64,
+    /// How long the ML app has to report after accepting a series.
+    pub report_timeout_seconds: u64,
+    /// Where series are downloaded and zipped; `{data_dir}/series-work` when unset.
+    pub scratch_dir: Option<PathBuf>,
+    /// Write a demo organization (`demo`, a local folder) and a synthetic MR series at
+    /// first start.
+    pub demo: bool,
+    pub dicomweb_connect_timeout_seconds: u64,
+    /// Longest silence of a DICOM server in the middle of an answer.
+    pub dicomweb_read_timeout_seconds: u64,
+    pub ml_app: MlAppSettings,
+}
+
+impl Default for SeriesSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            lease_seconds: 60,
+            poll_interval_ms: 1000,
+            max_attempts: 5,
+            retry_first_delay_ms: 2000,
+            retry_max_delay_seconds: 300,
+            report_timeout_seconds: 30 * 60,
+            scratch_dir: None,
+            demo: true,
+            dicomweb_connect_timeout_seconds: 10,
+            dicomweb_read_timeout_seconds: 60,
+            ml_app: MlAppSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MlAppKind {
+    /// Start the reference ML app beside the backend (development; not a trained model).
+    #[default]
+    Reference,
+    /// An ML app at `url`.
+    External,
+}
+
+/// `[series.ml_app]`: the ML app, its callback token and its model types.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlAppSettings {
+    pub kind: MlAppKind,
+    /// Recorded on each run, shown by `GET /api/studies/series/{id}`.
+    pub name: String,
+    /// The ML app's base URL (`{url}/predict`); external only.
+    pub url: Option<String>,
+    /// The secret the ML app sends back as `Authorization: Bearer ...` on status callbacks.
+    /// Required for an external app; generated for the reference app when unset.
+    pub callback_token: Option<SecretString>,
+    /// The model types the app runs (a list, or one comma-separated string). Required for
+    /// an external app; the reference app's own when empty.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub model_types: Vec<String>,
+    /// Port of the reference app; a free one when unset.
+    pub reference_port: Option<u16>,
+}
+
+impl Default for MlAppSettings {
+    fn default() -> Self {
+        Self {
+            kind: MlAppKind::Reference,
+            name: "reference".into(),
+            url: None,
+            callback_token: None,
+            model_types: Vec::new(),
+            reference_port: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for MlAppSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlAppSettings")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field(
+                "callback_token",
+                &self.callback_token.as_ref().map(|_| "[secret]"),
+            )
+            .field("model_types", &self.model_types)
+            .field("reference_port", &self.reference_port)
+            .finish()
+    }
+}
+
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::One(one) => one.split(',').map(str::to_string).collect(),
+    }
+    .into_iter()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+    .collect())
+}
+
+/// The demo series of the embedded default (MR, so `brain_tumor_classification` takes it).
+pub const DEMO_ORGANIZATION: &str = "demo";
+pub const DEMO_STUDY_UID: &str = "2.25.112233445566778899001122334455667788";
+pub const DEMO_SERIES_UID: &str = "2.25.112233445566778899001122334455667788.1";
+const DEMO_INSTANCES: usize = 24;
+
+/// Series predictions as they run in this process.
+pub struct SeriesRuntime {
+    pub service: Arc<PredictionService>,
+    pub api: web::Data<SeriesApi>,
+    /// The reference ML app, when this process started it.
+    pub reference_ml_app: Option<RunningMlApp>,
+    stop_workers: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SeriesRuntime {
+    /// Stops the workers (a job being worked on is given back at once) and the reference
+    /// ML app.
+    pub async fn stop(self) {
+        let _ = self.stop_workers.send(true);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        if let Some(app) = self.reference_ml_app {
+            app.stop().await;
+        }
+    }
+}
+
+/// Wires series predictions. `listening` is the backend's bound address (the reference ML
+/// app calls back there); `admin_token` guards `POST /api/admin/organizations`.
+pub async fn start(
+    settings: &SeriesSettings,
+    data_dir: &Path,
+    store: Arc<SqlStore>,
+    listening: SocketAddr,
+    admin_token: Option<SecretString>,
+) -> anyhow::Result<SeriesRuntime> {
+    let ml = &settings.ml_app;
+    let (reference_ml_app, url, callback_token, model_types) = match ml.kind {
+        MlAppKind::Reference => {
+            let token = ml.callback_token.clone().unwrap_or_else(|| {
+                SecretString::from(format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                ))
+            });
+            let mut backend = listening;
+            if backend.ip().is_unspecified() {
+                backend.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let mut options = reference_ml_app::Options::new(
+                format!("http://{backend}"),
+                token.expose_secret().to_string(),
+            );
+            if let Some(port) = ml.reference_port {
+                options = options.with_port(port);
+            }
+            let app = reference_ml_app::start(options).await.context(
+                "cannot start the reference ML app (setting series.ml_app.reference_port)",
+            )?;
+            tracing::info!(url = %app.url, "reference ML app started (not a trained model)");
+            let model_types = if ml.model_types.is_empty() {
+                reference_ml_app::MODEL_TYPES
+                    .iter()
+                    .map(|m| m.name.to_string())
+                    .collect()
+            } else {
+                ml.model_types.clone()
+            };
+            let url = app.url.clone();
+            (Some(app), url, token, model_types)
+        }
+        MlAppKind::External => {
+            let url = ml
+                .url
+                .clone()
+                .context("series.ml_app.url is required when series.ml_app.kind = \"external\"")?;
+            let token = ml
+                .callback_token
+                .clone()
+                .filter(|t| !t.expose_secret().trim().is_empty())
+                .context("series.ml_app.callback_token is required for an external ML app: it authenticates the ML app's status callbacks")?;
+            anyhow::ensure!(
+                !ml.model_types.is_empty(),
+                "series.ml_app.model_types is required for an external ML app"
+            );
+            (None, url, token, ml.model_types.clone())
+        }
+    };
+    let ml_apps = MlAppDirectory::new(vec![MlAppRoute {
+        name: ml.name.clone(),
+        endpoint: MlAppEndpoint {
+            url: url.trim_end_matches('/').to_string(),
+        },
+        model_types,
+    }])
+    .context("invalid settings series.ml_app")?;
+
+    let clock = Arc::new(SystemClock);
+    let job_queued = Arc::new(Notify::new());
+    let service = Arc::new(PredictionService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        ml_apps.clone(),
+        clock.clone(),
+        job_queued.clone(),
+    ));
+
+    if settings.demo {
+        add_demo(&service, store.as_ref(), data_dir)
+            .await
+            .context("cannot write the demo DICOM series (setting series.demo)")?;
+    }
+
+    let scratch_root = settings
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("series-work"));
+    let scratch = Arc::new(ProcessScratch::open(&scratch_root).with_context(|| {
+        format!(
+            "cannot use the scratch folder {} (setting series.scratch_dir)",
+            scratch_root.display()
+        )
+    })?);
+    let dicomweb = DicomWebSource::new(DicomWebOptions {
+        connect_timeout: Duration::from_secs(settings.dicomweb_connect_timeout_seconds),
+        read_timeout: Duration::from_secs(settings.dicomweb_read_timeout_seconds),
+        ..DicomWebOptions::default()
+    })
+    .context("cannot build the DICOMweb client")?;
+    let ports = WorkerPorts {
+        organizations: store.clone(),
+        series: store.clone(),
+        queue: store.clone(),
+        source: Arc::new(RoutingSource {
+            dicomweb,
+            folder: LocalFolderSource::new(),
+        }),
+        archiver: Arc::new(series_zip::ZipArchiver::new()),
+        ml_app: Arc::new(
+            HttpMlApp::new(HttpMlAppOptions::default())
+                .context("cannot build the ML app client")?,
+        ),
+        scratch,
+        clock,
+    };
+    let worker_settings = WorkerSettings {
+        lease: Duration::from_secs(settings.lease_seconds.max(1)),
+        poll_interval: Duration::from_millis(settings.poll_interval_ms.max(10)),
+        retry: RetryPolicy {
+            max_attempts: settings.max_attempts.max(1),
+            first_delay: Duration::from_millis(settings.retry_first_delay_ms),
+            max_delay: Duration::from_secs(settings.retry_max_delay_seconds),
+        },
+        report_timeout: Duration::from_secs(settings.report_timeout_seconds),
+    };
+    let (stop_workers, stopped) = watch::channel(false);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "backend".into());
+    let workers = (0..settings.workers)
+        .map(|i| {
+            let worker = JobWorker::new(
+                format!("{host}-{}-{i}", std::process::id()),
+                ports.clone(),
+                ml_apps.clone(),
+                worker_settings.clone(),
+                job_queued.clone(),
+            );
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                worker
+                    .run(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            })
+        })
+        .collect();
+
+    let api = web::Data::new(SeriesApi::new(
+        service.clone(),
+        vec![(ml.name.clone(), callback_token)],
+        admin_token,
+    ));
+    Ok(SeriesRuntime {
+        service,
+        api,
+        reference_ml_app,
+        stop_workers,
+        workers,
+    })
+}
+
+/// Writes the demo series into `{data_dir}/dicom-demo` and adds the `demo` organization,
+/// once.
+async fn add_demo(
+    service: &PredictionService,
+    store: &SqlStore,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    if store
+        .find_organization_by_name(DEMO_ORGANIZATION)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let folder = std::path::absolute(data_dir.join("dicom-demo"))?;
+    let target = folder.clone();
+    tokio::task::spawn_blocking(move || {
+        dicom_files::synthetic::SyntheticSeries::new("MR", DEMO_INSTANCES)
+            .with_uids(DEMO_STUDY_UID, DEMO_SERIES_UID)
+            .write(&target)
+    })
+    .await??;
+    let root = folder.to_string_lossy();
+    match service
+        .add_organization(DEMO_ORGANIZATION, &root, DicomCredentials::None)
+        .await
+    {
+        Ok(organization) => {
+            tracing::info!(id = %organization.id, folder = %root, study = DEMO_STUDY_UID, series = DEMO_SERIES_UID, "demo organization and series written");
+            Ok(())
+        }
+        // Another process added it meanwhile.
+        Err(dicom_series::AddOrganizationError::DuplicateName(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// DICOMweb for URL roots, the local folder source for folder roots.
+struct RoutingSource {
+    dicomweb: DicomWebSource,
+    folder: LocalFolderSource,
+}
+
+impl RoutingSource {
+    fn pick(&self, server: &DicomServer) -> &dyn DicomSource {
+        if server.root.starts_with("http://") || server.root.starts_with("https://") {
+            &self.dicomweb
+        } else {
+            &self.folder
+        }
+    }
+}
+
+#[async_trait]
+impl DicomSource for RoutingSource {
+    async fn list_instances(
+        &self,
+        server: &DicomServer,
+        series: &SeriesKey,
+    ) -> Result<Vec<InstanceListing>, FetchError> {
+        self.pick(server).list_instances(server, series).await
+    }
+
+    async fn retrieve_series(
+        &self,
+        server: &DicomServer,
+        series: &SeriesKey,
+        dir: &Path,
+    ) -> Result<Vec<RetrievedInstance>, FetchError> {
+        self.pick(server).retrieve_series(server, series, dir).await
+    }
+}
+
+/// Scratch folders of this process, inside `{root}/proc-XXXX/`, which is held with an
+/// exclusive lock on its `.lock` file while the process lives.
+pub struct ProcessScratch {
+    dir: PathBuf,
+    _lock: File,
+}
+
+const LOCK_FILE: &str = ".lock";
+
+impl ProcessScratch {
+    /// Removes the folders of processes that are gone, then makes this process's own.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        for entry in std::fs::read_dir(root)? {
+            let entry = entry?;
+            let path = entry.path();
+            let is_process_folder = entry.file_type()?.is_dir()
+                && entry.file_name().to_string_lossy().starts_with("proc-");
+            if !is_process_folder {
+                continue;
+            }
+            let owner_gone = match File::open(path.join(LOCK_FILE)) {
+                Ok(lock) => lock.try_lock().is_ok(),
+                // No lock file: a process died while creating its folder.
+                Err(_) => true,
+            };
+            if owner_gone {
+                tracing::info!(folder = %path.display(), "removing the scratch folder of a stopped process");
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(folder = %path.display(), "could not remove it: {e}");
+                }
+            }
+        }
+        // Locked before it gets its `proc-` name, so no other process ever sees it unlocked.
+        let making = tempfile::Builder::new()
+            .prefix("init-")
+            .tempdir_in(root)?
+            .keep();
+        let lock = File::create(making.join(LOCK_FILE))?;
+        lock.lock()?;
+        let suffix = making
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_start_matches("init-").to_string())
+            .unwrap_or_default();
+        let dir = root.join(format!("proc-{suffix}"));
+        std::fs::rename(&making, &dir)?;
+        Ok(Self { dir, _lock: lock })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ProcessScratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[async_trait]
+impl ScratchSpace for ProcessScratch {
+    async fn create(&self, label: &str) -> Result<ScratchDir, ScratchError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{label}-"))
+            .tempdir_in(&self.dir)
+            .map_err(|e| ScratchError(format!("in {}: {e}", self.dir.display())))?;
+        Ok(ScratchDir::new(dir.path().to_path_buf(), dir))
+    }
+}
+
+/// The demo organization, for messages and tests.
+pub async fn demo_organization(store: &SqlStore) -> Option<Organization> {
+    store
+        .find_organization_by_name(DEMO_ORGANIZATION)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_process_scratch_folder_is_removed_and_a_live_one_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let live = ProcessScratch::open(root.path()).unwrap();
+        // A folder left by a killed process: its lock file is not locked by anyone.
+        let dead = root.path().join("proc-dead");
+        std::fs::create_dir_all(dead.join("series-x-instances")).unwrap();
+        std::fs::write(dead.join(LOCK_FILE), b"").unwrap();
+        std::fs::write(dead.join("series-x-instances/1.dcm"), b"partial").unwrap();
+
+        let other = ProcessScratch::open(root.path()).unwrap();
+        assert!(!dead.exists());
+        assert!(live.dir().exists());
+        assert!(other.dir().exists());
+        let live_dir = live.dir().to_path_buf();
+        drop(live);
+        assert!(!live_dir.exists());
+    }
+
+    #[tokio::test]
+    async fn scratch_folders_go_when_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let scratch = ProcessScratch::open(root.path()).unwrap();
+        let dir = scratch.create("series-1").await.unwrap();
+        let path = dir.path().to_path_buf();
+        std::fs::write(path.join("a"), b"x").unwrap();
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn model_types_may_be_one_comma_separated_string() {
+        let settings: MlAppSettings =
+            serde_json::from_value(serde_json::json!({"model_types": "a, b,,c"})).unwrap();
+        assert_eq!(settings.model_types, ["a", "b", "c"]);
+        let settings: MlAppSettings =
+            serde_json::from_value(serde_json::json!({"model_types": ["x"]})).unwrap();
+        assert_eq!(settings.model_types, ["x"]);
+    }
+}

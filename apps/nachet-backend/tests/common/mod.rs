@@ -1,0 +1,187 @@
+//! Helpers of the app's end-to-end tests: a backend on port 0 with the reference model
+//! servers, over the database and blob storage a test chooses.
+
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use blob_store::BlobSettings;
+use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+use nachet_backend::{Backend, Settings};
+use sea_orm::{ConnectionTrait, Statement};
+use secrecy::SecretString;
+use tempfile::TempDir;
+
+pub const SEED_PHOTO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/examples/seed-photo-1310_1.png"
+);
+
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub enum Blobs {
+    LocalDisk,
+    Azurite,
+}
+
+pub struct TestBackend {
+    pub backend: Backend,
+    pub http: reqwest::Client,
+    /// Holds the data folder until the test ends.
+    pub dir: TempDir,
+}
+
+impl TestBackend {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.backend.url)
+    }
+
+    /// Rows in a table of the backend's database.
+    pub async fn count(&self, table: &str) -> i64 {
+        let db = self.backend.store.connection();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "n").unwrap()
+    }
+
+    /// Every blob key in the backend's blob storage but the catalogue versions.
+    pub async fn blob_keys(&self) -> Vec<String> {
+        self.backend
+            .blobs
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.key.to_string())
+            .filter(|key| !key.starts_with("pipelines/"))
+            .collect()
+    }
+
+    /// A registered user's id.
+    pub async fn user(&self, email: &str) -> String {
+        let answer: serde_json::Value = self
+            .http
+            .post(self.url("/get-user-id"))
+            .json(&serde_json::json!({ "email": email }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["user_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Settings of a test backend: port 0, a fresh data folder, reference models on port 0.
+pub async fn settings(db: Db, blobs: Blobs) -> (Settings, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::defaults();
+    settings.server.port = 0;
+    settings.data_dir = dir.path().to_owned();
+    settings.database.url = SecretString::from(match db {
+        Db::Sqlite => test_support::fresh_sqlite_url(&dir),
+        Db::Postgres => test_support::fresh_postgres_database().await,
+    });
+    settings.blob = match blobs {
+        Blobs::LocalDisk => BlobSettings::LocalDisk {
+            root: dir.path().join("blobs"),
+        },
+        Blobs::Azurite => {
+            let azurite = test_support::azurite_settings();
+            BlobSettings::Azure {
+                account: azurite.account,
+                access_key: SecretString::from(azurite.key),
+                container: azurite.container,
+                endpoint: Some(azurite.endpoint),
+                prefix: Some(format!("e2e-{}", test_support::unique_suffix())),
+            }
+        }
+    };
+    (settings, dir)
+}
+
+pub async fn start(db: Db, blobs: Blobs) -> TestBackend {
+    let (settings, dir) = settings(db, blobs).await;
+    start_with(settings, dir).await
+}
+
+pub async fn start_with(settings: Settings, dir: TempDir) -> TestBackend {
+    let backend = nachet_backend::start(settings).await.unwrap();
+    TestBackend {
+        backend,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+pub fn seed_photo() -> DynamicImage {
+    image::open(SEED_PHOTO).unwrap()
+}
+
+/// `columns` × `rows` copies of the seed photo on one white canvas.
+pub fn tiled_photo(columns: u32, rows: u32) -> DynamicImage {
+    let tile = seed_photo().to_rgba8();
+    let (w, h) = tile.dimensions();
+    let mut canvas = RgbaImage::from_pixel(w * columns, h * rows, Rgba([255, 255, 255, 255]));
+    for row in 0..rows {
+        for column in 0..columns {
+            image::imageops::overlay(
+                &mut canvas,
+                &tile,
+                i64::from(column * w),
+                i64::from(row * h),
+            );
+        }
+    }
+    DynamicImage::ImageRgba8(canvas)
+}
+
+pub fn encode(picture: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    match format {
+        ImageFormat::Jpeg => DynamicImage::ImageRgb8(picture.to_rgb8()).write_to(&mut out, format),
+        _ => picture.write_to(&mut out, format),
+    }
+    .unwrap();
+    out.into_inner()
+}
+
+pub fn data_url(mime: &str, bytes: &[u8]) -> String {
+    format!("data:{mime};base64,{}", BASE64.encode(bytes))
+}
+
+pub fn photo_bytes() -> Vec<u8> {
+    std::fs::read(PathBuf::from(SEED_PHOTO)).unwrap()
+}
+
+/// A valid `/inf` body for the default pipeline.
+pub fn inf_body(
+    pipeline: &str,
+    user_id: &str,
+    data_url: String,
+    dims: [u32; 2],
+) -> serde_json::Value {
+    serde_json::json!({
+        "model_name": pipeline,
+        "image": data_url,
+        "imageDims": dims,
+        "folder_name": "field trial 7",
+        "container_name": user_id,
+        "userId": user_id,
+    })
+}
+
+pub const DEFAULT_PIPELINE: &str = "Reference detector + classifier";

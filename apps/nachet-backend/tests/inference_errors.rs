@@ -1,0 +1,251 @@
+//! `/inf` refusals and failures: each check of contract 1.2 with its status and message,
+//! models that fail or hang, and what a failed request leaves behind (nothing).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use image::ImageFormat;
+use nachet_backend::config::PipelineSettings;
+use reference_models::{Behaviour, Options, ReferenceModels};
+use serde_json::Value;
+
+async fn post(t: &TestBackend, body: &Value) -> (u16, String) {
+    let response = t.http.post(t.url("/inf")).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap();
+    (
+        status,
+        answer["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Nothing of a failed request is kept: no rows, no blobs.
+async fn assert_nothing_kept(t: &TestBackend) {
+    for table in [
+        "inferences",
+        "pictures",
+        "picture_sets",
+        "inference_boxes",
+        "box_candidates",
+    ] {
+        assert_eq!(t.count(table).await, 0, "rows left in {table}");
+    }
+    assert_eq!(t.blob_keys().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn each_check_of_the_request_has_its_status_and_message() {
+    let t = start(Db::Sqlite, Blobs::LocalDisk).await;
+    let user = t.user("tech@example.org").await;
+    let photo = data_url("image/png", &photo_bytes());
+    let good = inf_body(DEFAULT_PIPELINE, &user, photo.clone(), [638, 559]);
+
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("image");
+    missing.as_object_mut().unwrap().remove("userId");
+    let (status, error) = post(&t, &missing).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (400, "missing arguments: image, userId")
+    );
+
+    let mut unknown = good.clone();
+    unknown["model_name"] = "swin-x".into();
+    let (status, error) = post(&t, &unknown).await;
+    assert_eq!(status, 400);
+    assert!(
+        error.contains("unknown pipeline \"swin-x\"") && error.contains(DEFAULT_PIPELINE),
+        "{error}"
+    );
+
+    let mut no_header = good.clone();
+    no_header["image"] = photo.trim_start_matches("data:image/png;base64,").into();
+    let (status, error) = post(&t, &no_header).await;
+    assert_eq!(status, 400);
+    assert!(error.contains("not a data URL"), "{error}");
+
+    let mut svg = good.clone();
+    svg["image"] = "data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=".into();
+    let (status, error) = post(&t, &svg).await;
+    assert_eq!(status, 415);
+    assert!(error.contains("\"svg+xml\" is not accepted"), "{error}");
+
+    let mut not_png = good.clone();
+    not_png["image"] = data_url("image/png", &encode(&seed_photo(), ImageFormat::Jpeg)).into();
+    let (status, error) = post(&t, &not_png).await;
+    assert_eq!(status, 400);
+    assert!(error.contains("does not decode as image/png"), "{error}");
+
+    let mut dims = good.clone();
+    dims["imageDims"] = serde_json::json!([640, 480]);
+    let (status, error) = post(&t, &dims).await;
+    assert_eq!(status, 400);
+    assert!(
+        error.contains("imageDims: [640, 480] does not match the image, which is [638, 559]"),
+        "{error}"
+    );
+
+    let mut stranger = good.clone();
+    stranger["userId"] = "3f1c7a52-9a0e-4a8e-9d55-0d8a7c3e1b11".into();
+    let (status, error) = post(&t, &stranger).await;
+    assert_eq!(status, 404);
+    assert!(error.contains("unknown user id"), "{error}");
+
+    let mut folder = good.clone();
+    folder["folder_name"] = "../other".into();
+    let (status, error) = post(&t, &folder).await;
+    assert_eq!(status, 400);
+    assert!(error.starts_with("folder_name:"), "{error}");
+
+    let mut ratio = good.clone();
+    ratio["area_ratio"] = 1.5.into();
+    assert_eq!(post(&t, &ratio).await.0, 400);
+
+    let mut validator = good.clone();
+    validator["validator"] = "0".repeat(64).into();
+    let (status, error) = post(&t, &validator).await;
+    assert_eq!(status, 400);
+    assert!(error.contains("validator"), "{error}");
+
+    assert_nothing_kept(&t).await;
+    t.backend.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let (mut settings, dir) = settings(Db::Sqlite, Blobs::LocalDisk).await;
+    settings.server.max_body_bytes = 100_000;
+    let t = start_with(settings, dir).await;
+    let user = t.user("tech@example.org").await;
+    let body = inf_body(
+        DEFAULT_PIPELINE,
+        &user,
+        data_url("image/png", &photo_bytes()),
+        [638, 559],
+    );
+    let (status, error) = post(&t, &body).await;
+    assert_eq!(status, 413);
+    assert!(error.contains("over the limit of 100000 bytes"), "{error}");
+    assert_nothing_kept(&t).await;
+    t.backend.stop().await;
+}
+
+/// A backend whose default pipeline's classifier is served by `classifier`.
+async fn backend_with_classifier(
+    classifier: &ReferenceModels,
+    timeout_seconds: f64,
+) -> TestBackend {
+    let (mut settings, dir) = settings(Db::Sqlite, Blobs::LocalDisk).await;
+    let detector = reference_models::start(Options::new("k")).await.unwrap();
+    let model = |name: &str, kind: &str, url: &str| {
+        serde_json::json!({
+            "model_name": name, "kind": kind, "task": "classification",
+            "endpoint": format!("{url}/score"), "api_key": "k",
+            "content_type": "application/json", "deployment_platform": "azureml-model-deployment",
+            "endpoint_name": name, "version": "1", "timeout_seconds": timeout_seconds,
+            "description": "", "created_by": "test", "creation_date": "2026-11-22", "job_name": "",
+            "dataset_description": "", "accuracy": null,
+        })
+    };
+    let catalogue = serde_json::json!({
+        "version": "0.0.1", "date": "2026-11-22",
+        "models": [model("seed-detector", "seed_detector", &detector.url), model("seed-classifier", "classifier", &classifier.url)],
+        "pipelines": [{
+            "pipeline_name": "flaky", "models": ["seed-detector", "seed-classifier"], "default": true, "version": "1",
+            "description": "", "created_by": "test", "creation_date": "2026-11-22", "job_name": "",
+            "dataset_description": "", "accuracy": null,
+        }],
+    });
+    let path = dir.path().join("catalogue.json");
+    std::fs::write(&path, catalogue.to_string()).unwrap();
+    settings.pipelines = PipelineSettings::File { path };
+    settings.reference_models.enabled = false;
+    let t = start_with(settings, dir).await;
+    std::mem::forget(detector); // serves until the test process ends
+    t
+}
+
+#[tokio::test]
+async fn a_model_that_answers_500_gives_502_naming_the_step_and_model() {
+    let failing = reference_models::start(Options::new("k").with_behaviour(Behaviour::AlwaysFail))
+        .await
+        .unwrap();
+    let t = backend_with_classifier(&failing, 10.0).await;
+    let user = t.user("tech@example.org").await;
+    let (status, error) = post(
+        &t,
+        &inf_body(
+            "flaky",
+            &user,
+            data_url("image/png", &photo_bytes()),
+            [638, 559],
+        ),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(
+        error.contains("step 2 of pipeline \"flaky\", model \"seed-classifier\""),
+        "{error}"
+    );
+    assert!(error.contains("HTTP 500"), "{error}");
+    assert_nothing_kept(&t).await;
+    t.backend.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_that_hangs_gives_504_within_the_configured_timeout() {
+    let hanging = reference_models::start(
+        Options::new("k").with_behaviour(Behaviour::Delay(Duration::from_secs(60))),
+    )
+    .await
+    .unwrap();
+    let t = backend_with_classifier(&hanging, 1.0).await;
+    let user = t.user("tech@example.org").await;
+    let started = Instant::now();
+    let (status, error) = post(
+        &t,
+        &inf_body(
+            "flaky",
+            &user,
+            data_url("image/png", &photo_bytes()),
+            [638, 559],
+        ),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 504);
+    assert!(
+        error.contains("model \"seed-classifier\"") && error.contains("did not answer within 1s"),
+        "{error}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "answered after {elapsed:?}"
+    );
+    assert_nothing_kept(&t).await;
+    t.backend.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_server_that_is_down_gives_502() {
+    let gone = reference_models::start(Options::new("k")).await.unwrap();
+    let t = backend_with_classifier(&gone, 5.0).await;
+    gone.stop().await;
+    let user = t.user("tech@example.org").await;
+    let (status, error) = post(
+        &t,
+        &inf_body(
+            "flaky",
+            &user,
+            data_url("image/png", &photo_bytes()),
+            [638, 559],
+        ),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(error.contains("could not be reached"), "{error}");
+    assert_nothing_kept(&t).await;
+    t.backend.stop().await;
+}
