@@ -235,6 +235,9 @@ impl CatalogueDocument {
             }
         };
         let document: CatalogueDocument = result.map_err(|e| CatalogueErrors(vec![e]))?;
+        // The order fields are visited in depends on serde_json's map features; sort so
+        // that reports are the same in every build.
+        unknown_fields.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(ParsedDocument {
             document,
             unknown_fields,
