@@ -273,6 +273,8 @@ impl Series {
         now: DateTime<Utc>,
     ) -> Result<Applied, TransitionError> {
         let state = self.state;
+        // A JSON `null` result is no result (and reads back from storage as none).
+        let result = Some(result).filter(|r| !r.is_null());
         let current_result = self.result.clone();
         let run = self.current_run(run_id)?;
         if run.model_type != model_type {
@@ -293,13 +295,11 @@ impl Series {
                     ));
                 }
                 self.state = status.state();
-                self.result = Some(result);
+                self.result = result;
                 self.updated_at = now;
                 Ok(Applied::Changed)
             }
-            done if done == status.state() && current_result.as_ref() == Some(&result) => {
-                Ok(Applied::Unchanged)
-            }
+            done if done == status.state() && current_result == result => Ok(Applied::Unchanged),
             done => Err(TransitionError::AlreadyReported {
                 run: run_id,
                 state: done,
