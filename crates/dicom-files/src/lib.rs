@@ -1,0 +1,21 @@
+//! DICOM Part-10 files on disk, with the `dicom` crate.
+//!
+//! - [`read_instance_header`]: the identifying attributes of one instance (SOP Instance,
+//!   Study and Series UIDs, Modality, InstanceNumber), read from the header only: parsing
+//!   stops before the pixel data, so a 500 MB instance costs a few kilobytes of reading.
+//! - [`check_part10_prefix`] / [`is_part10`]: whether bytes or a file start like a DICOM
+//!   Part-10 file (128-byte preamble, then `DICM`).
+//! - [`LocalFolderSource`]: a [`dicom_series::ports::DicomSource`] over a local folder of
+//!   DICOM files, the DICOM server of the embedded default.
+//! - [`synthetic`]: synthetic series written with the `dicom` crate, for tests and the
+//!   embedded default's demo series.
+
+mod header;
+mod local_folder;
+pub mod synthetic;
+
+pub use header::{
+    DICM_MAGIC, HeaderError, InstanceHeader, PART10_PREFIX_LEN, PREAMBLE_LEN, check_part10_prefix,
+    is_part10, read_instance_header,
+};
+pub use local_folder::LocalFolderSource;
