@@ -258,3 +258,83 @@ async fn a_backend_killed_mid_job_finishes_it_after_a_restart_and_sends_the_seri
     backend.kill();
     ml_app.stop().await;
 }
+
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Measures (run by hand: `cargo test -p nachet-backend --test series_faults -- --ignored
+/// --nocapture`): the backend's peak memory while it sends a 1,000-instance series, and the
+/// time from the request to the ML app's acceptance next to a plain WADO-RS download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check; slow"]
+async fn peak_memory_and_time_of_a_1000_instance_series() {
+    let instances = 1000;
+    let series = uploaded(SyntheticSeries::new("MR", instances).with_size(256, 256)).await;
+    let bytes: usize = series.instance_bytes(0).unwrap().len() * instances;
+
+    let started = Instant::now();
+    let mut answer = reqwest::Client::new()
+        .get(format!(
+            "{}/studies/{}/series/{}",
+            orthanc_dicomweb(),
+            series.study_instance_uid,
+            series.series_instance_uid
+        ))
+        .header("Accept", "multipart/related; type=\"application/dicom\"")
+        .send()
+        .await
+        .unwrap();
+    let mut downloaded = 0usize;
+    while let Some(chunk) = answer.chunk().await.unwrap() {
+        downloaded += chunk.len();
+    }
+    let plain = started.elapsed();
+
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = test_support::fresh_sqlite_url(&dir);
+    let port = free_port();
+    let ml_app = reference_ml_app::start(reference_ml_app::Options::new(
+        format!("http://127.0.0.1:{port}"),
+        CALLBACK_TOKEN,
+    ))
+    .await
+    .unwrap();
+    let backend = BackendProcess::start(dir.path(), &database_url, port, &ml_app.url).await;
+    let pid = backend.child.id();
+    let api = Client::new(&backend.url);
+    let org = api.add_organization(&orthanc_dicomweb()).await;
+    let idle = memory_kib(pid, "VmHWM:");
+
+    let started = Instant::now();
+    let id = api.predict_queued(&org, &series).await;
+    let sent = api
+        .wait_for(&id, Duration::from_secs(600), |s| {
+            s["submittedAt"].is_string()
+        })
+        .await;
+    let to_ml_app = started.elapsed();
+    let peak = memory_kib(pid, "VmHWM:");
+    assert_eq!(sent["state"], "in_progress");
+    println!(
+        "series: {instances} instances, {:.1} MB of DICOM; plain WADO-RS download of {:.1} MB: {:.2?}",
+        bytes as f64 / 1e6,
+        downloaded as f64 / 1e6,
+        plain
+    );
+    println!(
+        "backend: request to ML app acceptance (list, retrieve, zip, upload): {to_ml_app:.2?}; peak RSS {:.1} MB (idle {:.1} MB, +{:.1} MB)",
+        peak as f64 / 1024.0,
+        idle as f64 / 1024.0,
+        (peak - idle) as f64 / 1024.0
+    );
+    let done = api.wait_final(&id, Duration::from_secs(600)).await;
+    assert_eq!(done["state"], "completed", "{}", brief(&done));
+    backend.kill();
+    ml_app.stop().await;
+}
