@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
 use pipeline::{LoadCatalogueError, OpenVersionError, PipelineSet};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::auth::{bearer_token, same_secret};
 use crate::catalogue::{Catalogues, SwitchError};
 
 /// `[admin]` of the configuration.
@@ -49,13 +48,7 @@ impl AdminApi {
                 "the admin API is off: set admin.token (NACHET__ADMIN__TOKEN) to use it",
             ));
         };
-        let given = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match given {
+        match bearer_token(request) {
             None => Err(AdminError::unauthorized(
                 "send the admin token as Authorization: Bearer <token>",
             )),
@@ -63,15 +56,6 @@ impl AdminApi {
             Some(_) => Err(AdminError::unauthorized("the admin token is not valid")),
         }
     }
-}
-
-/// Compares digests, so the time taken says nothing about the token.
-fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -105,33 +89,15 @@ impl std::fmt::Display for AdminError {
     }
 }
 
-#[derive(Serialize)]
-struct AdminErrorBody<'a> {
-    error: &'a str,
-    /// For an unknown version: the versions that exist.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    available_versions: Option<&'a [String]>,
-}
-
 impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, error = %self.message, "admin request failed");
-        } else {
-            tracing::warn!(status = %self.status, error = %self.message, "admin request refused");
-        }
-        let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.insert_header((WWW_AUTHENTICATE, "Bearer"));
-        }
-        response.json(AdminErrorBody {
-            error: &self.message,
-            available_versions: self.available.as_deref(),
-        })
+        // For an unknown version: the versions that exist.
+        let available = self.available.as_deref().map(|v| ("available_versions", v));
+        super::error::error_response(self.status, &self.message, available)
     }
 }
 

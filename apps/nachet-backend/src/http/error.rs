@@ -38,15 +38,32 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, error = %self.message, "request failed");
-        } else {
-            tracing::info!(status = %self.status, error = %self.message, "request refused");
-        }
-        HttpResponse::build(self.status).json(ErrorBody {
-            error: self.message.clone(),
-        })
+        error_response(self.status, &self.message, None)
     }
+}
+
+/// Every error answer of the API: logged, `{"error": message}` plus an optional list under
+/// its own key (e.g. `"known": [...]`), and `WWW-Authenticate: Bearer` on a 401.
+pub fn error_response(
+    status: StatusCode,
+    message: &str,
+    list: Option<(&str, &[String])>,
+) -> HttpResponse {
+    if status.is_server_error() {
+        tracing::error!(%status, error = %message, "request failed");
+    } else {
+        tracing::info!(%status, error = %message, "request refused");
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("error".into(), message.into());
+    if let Some((key, items)) = list {
+        body.insert(key.into(), items.into());
+    }
+    let mut response = HttpResponse::build(status);
+    if status == StatusCode::UNAUTHORIZED {
+        response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+    }
+    response.json(body)
 }
 
 impl From<InferError> for ApiError {

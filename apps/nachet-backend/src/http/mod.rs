@@ -1,6 +1,7 @@
 //! The REST API: routes, and the conversion between JSON and the domain.
 
 pub mod admin;
+mod auth;
 pub mod error;
 mod openapi;
 mod seeds;

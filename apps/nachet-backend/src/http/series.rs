@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, put, web};
 use chrono::{DateTime, Utc};
 use dicom_series::ports::DicomCredentials;
@@ -22,9 +21,10 @@ use dicom_series::{
     StoreError, TransitionError, basic_credentials, bearer_credentials, credentials_kind,
 };
 use secrecy::{ExposeSecret, SecretString};
+
+use super::auth::{bearer_token, same_secret};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// What the series routes need.
 pub struct SeriesApi {
@@ -80,26 +80,6 @@ impl SeriesApi {
             Some(_) => Err(SeriesApiError::unauthorized("the admin token is not valid")),
         }
     }
-}
-
-fn bearer_token(request: &HttpRequest) -> Option<&str> {
-    request
-        .headers()
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
-/// Compares digests, so the time taken says nothing about the secret.
-fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -412,32 +392,14 @@ impl std::fmt::Display for SeriesApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    known: Option<&'a [String]>,
-}
-
 impl ResponseError for SeriesApiError {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, error = %self.message, "series request failed");
-        } else {
-            tracing::info!(status = %self.status, error = %self.message, "series request refused");
-        }
-        let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.insert_header((WWW_AUTHENTICATE, "Bearer"));
-        }
-        response.json(ErrorBody {
-            error: &self.message,
-            known: self.known.as_deref(),
-        })
+        let known = self.known.as_deref().map(|k| ("known", k));
+        super::error::error_response(self.status, &self.message, known)
     }
 }
 
@@ -527,13 +489,5 @@ mod tests {
             known: vec![],
         });
         assert_eq!(error.status, StatusCode::NOT_FOUND);
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abc", "abd"));
-        assert!(!same_secret("abc", "abcd"));
-        assert!(!same_secret("", "a"));
     }
 }
