@@ -11,7 +11,7 @@
 //! ```sh
 //! eval "$(deploy/services.sh env)"   # or any Orthanc with DICOMweb: TEST_ORTHANC_URL
 //! cargo bench -p dicomweb --bench dicom_retrieval
-//! BENCH_INSTANCES=200 BENCH_SIZE=256 cargo bench -p dicomweb --bench dicom_retrieval
+//! BENCH_INSTANCES=200 BENCH_SIZE=256 BENCH_ROUNDS=3 cargo bench -p dicomweb --bench dicom_retrieval
 //! ```
 //!
 //! Without `--bench` (as `cargo test --all-targets` or nextest run it) it does nothing.
@@ -96,7 +96,11 @@ async fn parent() {
     let work = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     println!("mode   seconds   peak RSS (VmHWM)   bytes");
-    for mode in ["baseline", "qido", "plain", "zip", "plain", "zip"] {
+    let rounds = env_number("BENCH_ROUNDS", 2);
+    let modes = ["baseline", "qido"]
+        .into_iter()
+        .chain((0..rounds).flat_map(|_| ["plain", "zip"]));
+    for mode in modes {
         let dir = work.path().join(format!("{mode}-{}", uuid_like()));
         std::fs::create_dir_all(&dir).unwrap();
         let output = Command::new(&exe)

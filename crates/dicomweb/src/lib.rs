@@ -24,10 +24,12 @@
 pub mod multipart;
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use dicom_series::ports::{
     DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing, RetrievedInstance,
     SeriesKey,
@@ -36,7 +38,6 @@ use futures::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::ExposeSecret;
-use tokio::io::AsyncWriteExt;
 
 use crate::multipart::{Event, MultipartParser, boundary_of};
 
@@ -51,6 +52,8 @@ pub const WADO_ACCEPT: &str = "multipart/related; type=\"application/dicom\"; tr
 pub const WADO_ACCEPT_DEFAULT_SYNTAX: &str = "multipart/related; type=\"application/dicom\"";
 /// Buffer of each instance file being written.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Body chunks in flight between the network and the writer thread.
+const CHANNEL_CHUNKS: usize = 8;
 
 /// Timeouts of a [`DicomWebSource`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,14 +107,15 @@ impl DicomWebSource {
         }
     }
 
-    /// Sends the WADO-RS request and writes the parts into `dir` (on error, removes what it
-    /// wrote). Returns the files in the order received.
+    /// Sends the WADO-RS request and writes the parts into `dir`, reading each one's
+    /// header as soon as it is complete (on error, removes what it wrote). Returns the
+    /// instances in the order received.
     async fn download_parts(
         &self,
         server: &DicomServer,
         series: &SeriesKey,
         dir: &Path,
-    ) -> Result<Vec<PathBuf>, FetchError> {
+    ) -> Result<Vec<RetrievedInstance>, FetchError> {
         let ctx = Context::new(server, series);
         let url = series_url(&server.root, series);
         let mut response = self
@@ -137,12 +141,46 @@ impl DicomWebSource {
         let boundary = boundary_of(&content_type).map_err(|e| {
             FetchError::Permanent(format!("{} answered WADO-RS with {e}", ctx.describe()))
         })?;
-        let mut written = Vec::new();
-        let result = write_parts(&ctx, response, &boundary, dir, &mut written).await;
-        if result.is_err() {
-            remove_all(&written).await;
+        // Without a Content-Length (Orthanc answers `Connection: close`), a connection that
+        // drops looks like the end of the body: the truncated multipart is then the only sign,
+        // and retrying may well succeed.
+        let close_delimited = response.content_length().is_none();
+
+        // The network side stays here; parsing and writing run on a blocking thread, fed
+        // through a bounded channel (backpressure: at most CHANNEL_CHUNKS chunks in flight).
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Feed>(CHANNEL_CHUNKS);
+        let writer = tokio::task::spawn_blocking({
+            let ctx = ctx.clone();
+            let dir = dir.to_path_buf();
+            move || write_parts(&ctx, receiver, &boundary, &dir, close_delimited)
+        });
+        let mut body = response.bytes_stream();
+        let mut network_error = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    if sender.send(Feed::Chunk(chunk)).await.is_err() {
+                        break; // the writer stopped on an error of its own
+                    }
+                }
+                Err(e) => {
+                    network_error = Some(ctx.transport_error("WADO-RS", &e));
+                    break;
+                }
+            }
         }
-        result.map(|()| written)
+        if network_error.is_none() {
+            let _ = sender.send(Feed::End).await;
+        }
+        drop(sender);
+        let written = writer
+            .await
+            .map_err(|e| FetchError::Transient(format!("the instance writer failed: {e}")))?;
+        match network_error {
+            // The writer saw the feed stop without its end and removed its files.
+            Some(e) => Err(e),
+            None => written,
+        }
     }
 }
 
@@ -187,51 +225,18 @@ impl DicomSource for DicomWebSource {
         let ctx = Context::new(server, series);
         // The listing runs beside the download: a server may take a while to list a large
         // series (Orthanc: about 1 s for 1,000 instances).
-        let (files, listing) = tokio::join!(
+        let (instances, listing) = tokio::join!(
             self.download_parts(server, series, dir),
             self.list_instances(server, series)
         );
-        let files = files?;
-        let result = match listing {
-            Ok(listing) => self.check_files(series, &ctx, &files, &listing).await,
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            remove_all(&files).await;
+        let instances = instances?;
+        let result = listing.and_then(|listing| compare_with_listing(&ctx, &listing, &instances));
+        if let Err(e) = result {
+            let paths: Vec<PathBuf> = instances.into_iter().map(|i| i.path).collect();
+            remove_all(&paths).await;
+            return Err(e);
         }
-        result
-    }
-}
-
-impl DicomWebSource {
-    /// Reads each file's header, then compares the instances with the QIDO-RS listing.
-    async fn check_files(
-        &self,
-        series: &SeriesKey,
-        ctx: &Context,
-        files: &[PathBuf],
-        listing: &[InstanceListing],
-    ) -> Result<Vec<RetrievedInstance>, FetchError> {
-        if files.is_empty() {
-            return Err(FetchError::Permanent(format!(
-                "{} sent no instance (WADO-RS) for study {} series {}: the series is empty or does not exist there",
-                ctx.server, series.study_instance_uid, series.series_instance_uid
-            )));
-        }
-        let instances = tokio::task::spawn_blocking({
-            let files = files.to_vec();
-            move || read_headers(files)
-        })
-        .await
-        .map_err(|e| FetchError::Transient(format!("reading the instance headers failed: {e}")))?
-        .map_err(|(file, message)| {
-            FetchError::Permanent(format!(
-                "part {} of the WADO-RS answer of {} is not a usable DICOM instance: {message}",
-                file + 1,
-                ctx.describe()
-            ))
-        })?;
-        compare_with_listing(ctx, listing, instances)
+        Ok(instances)
     }
 }
 
@@ -246,6 +251,7 @@ fn series_url(root: &str, series: &SeriesKey) -> String {
 }
 
 /// Names the server and series in messages.
+#[derive(Clone)]
 struct Context {
     server: String,
     study: String,
@@ -349,60 +355,93 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Streams the multipart body into `{n:06}.dcm` files (n from 1), pushing each file's path
-/// onto `written` as soon as it is created.
-async fn write_parts(
+/// What the network side hands the writer.
+enum Feed {
+    Chunk(Bytes),
+    /// The body ended normally.
+    End,
+}
+
+/// Parses the multipart body fed through `receiver` and writes each part to `{n:06}.dcm`
+/// (n from 1) in `dir`, reading its header as soon as it is complete. Blocking. On any
+/// error, including a feed that stops without [`Feed::End`], removes every file it wrote.
+fn write_parts(
     ctx: &Context,
-    response: Response,
+    receiver: tokio::sync::mpsc::Receiver<Feed>,
     boundary: &str,
     dir: &Path,
+    close_delimited: bool,
+) -> Result<Vec<RetrievedInstance>, FetchError> {
+    let mut written: Vec<PathBuf> = Vec::new();
+    let result = write_parts_into(ctx, receiver, boundary, dir, close_delimited, &mut written);
+    if result.is_err() {
+        for path in &written {
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), "cannot remove a partial instance file: {e}");
+            }
+        }
+    }
+    result
+}
+
+fn write_parts_into(
+    ctx: &Context,
+    mut receiver: tokio::sync::mpsc::Receiver<Feed>,
+    boundary: &str,
+    dir: &Path,
+    close_delimited: bool,
     written: &mut Vec<PathBuf>,
-) -> Result<(), FetchError> {
+) -> Result<Vec<RetrievedInstance>, FetchError> {
     let malformed = |e: multipart::MultipartError| {
         FetchError::Permanent(format!(
             "the WADO-RS answer of {} is not usable multipart/related: {e}",
             ctx.describe()
         ))
     };
-    let mut parser = MultipartParser::new(boundary).map_err(malformed)?;
-    // Without a Content-Length (Orthanc answers `Connection: close`), a connection that
-    // drops looks like the end of the body: the truncated multipart is then the only sign,
-    // and retrying may well succeed.
-    let close_delimited = response.content_length().is_none();
-    let mut body = response.bytes_stream();
-    let mut events = Vec::new();
-    let mut current: Option<tokio::io::BufWriter<tokio::fs::File>> = None;
     let io_error = |path: &Path, e: std::io::Error| {
         FetchError::Transient(format!("cannot write {}: {e}", path.display()))
     };
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ctx.transport_error("WADO-RS", &e))?;
+    let mut parser = MultipartParser::new(boundary).map_err(malformed)?;
+    let mut events = Vec::new();
+    let mut current: Option<(std::io::BufWriter<std::fs::File>, u64)> = None;
+    let mut instances = Vec::new();
+    loop {
+        let chunk = match receiver.blocking_recv() {
+            Some(Feed::Chunk(chunk)) => chunk,
+            Some(Feed::End) => break,
+            None => {
+                return Err(FetchError::Transient(
+                    "the WADO-RS answer stopped before its end".to_string(),
+                ));
+            }
+        };
         parser.feed(&chunk, &mut events).map_err(malformed)?;
         for event in events.drain(..) {
             match event {
                 Event::Begin(_) => {
                     let path = dir.join(format!("{:06}.dcm", written.len() + 1));
-                    let file = tokio::fs::File::create(&path)
-                        .await
-                        .map_err(|e| io_error(&path, e))?;
+                    let file = std::fs::File::create(&path).map_err(|e| io_error(&path, e))?;
                     written.push(path);
-                    current = Some(tokio::io::BufWriter::with_capacity(
-                        WRITE_BUFFER_BYTES,
-                        file,
+                    current = Some((
+                        std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+                        0,
                     ));
                 }
                 Event::Data(data) => {
-                    if let (Some(writer), Some(path)) = (current.as_mut(), written.last()) {
-                        writer
-                            .write_all(&data)
-                            .await
-                            .map_err(|e| io_error(path, e))?;
+                    if let (Some((writer, size)), Some(path)) = (current.as_mut(), written.last()) {
+                        writer.write_all(&data).map_err(|e| io_error(path, e))?;
+                        *size += data.len() as u64;
                     }
                 }
                 Event::End => {
-                    if let (Some(mut writer), Some(path)) = (current.take(), written.last()) {
+                    if let (Some((mut writer, size)), Some(path)) = (current.take(), written.last())
+                    {
                         // Working files: flushed, not synced (a crash restarts the job).
-                        writer.flush().await.map_err(|e| io_error(path, e))?;
+                        writer.flush().map_err(|e| io_error(path, e))?;
+                        drop(writer);
+                        instances.push(instance_of(ctx, path, size, written.len())?);
                     }
                 }
             }
@@ -417,7 +456,35 @@ async fn write_parts(
         }
         e => malformed(e),
     })?;
-    Ok(())
+    if instances.is_empty() {
+        return Err(FetchError::Permanent(format!(
+            "{} sent no instance (WADO-RS) for study {} series {}: the series is empty or does not exist there",
+            ctx.server, ctx.study, ctx.series
+        )));
+    }
+    Ok(instances)
+}
+
+/// Checks that the file of part `part` is Part-10 and reads its header.
+fn instance_of(
+    ctx: &Context,
+    path: &Path,
+    size: u64,
+    part: usize,
+) -> Result<RetrievedInstance, FetchError> {
+    let header = dicom_files::read_instance_header(path).map_err(|e| {
+        FetchError::Permanent(format!(
+            "part {part} of the WADO-RS answer of {} is not a usable DICOM instance: {e}",
+            ctx.describe()
+        ))
+    })?;
+    Ok(RetrievedInstance {
+        path: path.to_path_buf(),
+        sop_instance_uid: header.sop_instance_uid,
+        modality: header.modality,
+        instance_number: header.instance_number,
+        size,
+    })
 }
 
 async fn remove_all(paths: &[PathBuf]) {
@@ -430,34 +497,12 @@ async fn remove_all(paths: &[PathBuf]) {
     }
 }
 
-/// Checks and reads each file's header; on the first failure, its index and the reason.
-fn read_headers(files: Vec<PathBuf>) -> Result<Vec<RetrievedInstance>, (usize, String)> {
-    files
-        .into_iter()
-        .enumerate()
-        .map(|(index, path)| {
-            let header =
-                dicom_files::read_instance_header(&path).map_err(|e| (index, e.to_string()))?;
-            let size = std::fs::metadata(&path)
-                .map_err(|e| (index, format!("cannot read {}: {e}", path.display())))?
-                .len();
-            Ok(RetrievedInstance {
-                path,
-                sop_instance_uid: header.sop_instance_uid,
-                modality: header.modality,
-                instance_number: header.instance_number,
-                size,
-            })
-        })
-        .collect()
-}
-
 /// The instances received must be exactly the ones listed.
 fn compare_with_listing(
     ctx: &Context,
     listing: &[InstanceListing],
-    instances: Vec<RetrievedInstance>,
-) -> Result<Vec<RetrievedInstance>, FetchError> {
+    instances: &[RetrievedInstance],
+) -> Result<(), FetchError> {
     let listed: HashSet<&str> = listing
         .iter()
         .map(|l| l.sop_instance_uid.as_str())
@@ -467,7 +512,7 @@ fn compare_with_listing(
         .map(|i| i.sop_instance_uid.as_str())
         .collect();
     if listing.len() == instances.len() && listed == received {
-        return Ok(instances);
+        return Ok(());
     }
     let mut missing: Vec<&str> = listed.difference(&received).copied().collect();
     let mut unexpected: Vec<&str> = received.difference(&listed).copied().collect();
@@ -486,29 +531,41 @@ fn compare_with_listing(
     )))
 }
 
+/// One item of a QIDO-RS answer: only the two attributes used are kept (serde skips the
+/// others without building them), so memory is the body plus the listing.
+#[derive(serde::Deserialize)]
+struct QidoItem {
+    #[serde(rename = "00080018")]
+    sop_instance_uid: Option<QidoAttribute>,
+    #[serde(rename = "00200013")]
+    instance_number: Option<QidoAttribute>,
+}
+
+#[derive(serde::Deserialize)]
+struct QidoAttribute {
+    #[serde(rename = "Value", default)]
+    value: Vec<serde_json::Value>,
+}
+
 /// Parses a QIDO-RS answer (DICOM JSON model, PS3.18 F.2): SOP Instance UID (00080018)
 /// and Instance Number (00200013, a number or a numeric string).
 pub fn parse_listing(body: &[u8]) -> Result<Vec<InstanceListing>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let items = value.as_array().ok_or("the answer is not a JSON array")?;
+    let items: Vec<QidoItem> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            let first = |tag: &str| {
-                item.get(tag)
-                    .and_then(|attribute| attribute.get("Value"))
-                    .and_then(|values| values.get(0))
+            let first = |attribute: Option<QidoAttribute>| {
+                attribute.and_then(|a| a.value.into_iter().next())
             };
-            let sop_instance_uid = first("00080018")
-                .and_then(|v| v.as_str())
-                .map(|s| s.trim().to_string())
+            let sop_instance_uid = first(item.sop_instance_uid)
+                .and_then(|v| v.as_str().map(|s| s.trim().to_string()))
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| format!("item {index} has no SOP Instance UID (00080018)"))?;
-            let instance_number = first("00200013").and_then(|v| match v {
+            let instance_number = first(item.instance_number).and_then(|v| match v {
                 serde_json::Value::Number(n) => n.as_i64(),
                 serde_json::Value::String(s) => s.trim().parse().ok(),
                 _ => None,

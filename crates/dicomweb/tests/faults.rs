@@ -564,3 +564,37 @@ async fn the_stored_transfer_syntax_is_asked_for_with_a_fallback_on_406() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_body_without_length_that_stops_early_is_transient() {
+    // Orthanc streams a large series without Content-Length and closes the connection at
+    // the end: a server that stops mid-series looks like a clean end of the body.
+    let s = series();
+    let body = multipart(&instances(&s), true);
+    let cut = body[..body.len() * 2 / 3].to_vec();
+    let listed = s.clone();
+    let (result, dir) = retrieve_with(
+        move |req| {
+            if req.path.contains("/instances") {
+                listing(&listed, 3)
+            } else {
+                Reply {
+                    head: format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"
+                    ),
+                    body: cut.clone(),
+                    stall: None,
+                }
+            }
+        },
+        &s,
+    )
+    .await;
+    match result {
+        Err(FetchError::Transient(message)) => {
+            assert!(message.contains("closed before"), "{message}")
+        }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    assert_empty(dir.path());
+}
