@@ -299,6 +299,11 @@ async fn the_other_endpoints_of_the_frontend() {
         "/seeds",
         "/get-user-id",
         "/model-endpoints-metadata",
+        "/api/studies/series/predict",
+        "/api/studies/series/{series_id}/status",
+        "/api/studies/series/{series_id}",
+        "/api/admin/organizations",
+        "/api/admin/pipelines/reload",
     ] {
         assert!(openapi["paths"].get(path).is_some(), "{path} is documented");
     }

@@ -177,8 +177,12 @@ struct PipelinesBody {
 }
 
 /// The running version and the stored ones.
+#[utoipa::path(
+    responses((status = 200, description = "The running catalogue version and the stored ones"), (status = 401, description = "No or wrong admin token")),
+    security(("bearer" = []))
+)]
 #[get("/api/admin/pipelines")]
-async fn pipelines(
+pub async fn pipelines(
     request: HttpRequest,
     api: web::Data<AdminApi>,
 ) -> Result<HttpResponse, AdminError> {
@@ -205,9 +209,9 @@ async fn pipelines(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReloadBody {
+pub struct ReloadBody {
     version: String,
 }
 
@@ -219,8 +223,19 @@ struct ReloadedBody {
 
 /// Loads another stored version and makes it the running one, without a restart. Requests
 /// in flight finish on the version they started with; on failure the running one stays.
+#[utoipa::path(
+    request_body = ReloadBody,
+    responses(
+        (status = 200, description = "Switched: the new version serves every request that starts from now"),
+        (status = 401, description = "No or wrong admin token"),
+        (status = 404, description = "No such version (lists those that exist); the running one stays"),
+        (status = 409, description = "The version was encrypted with another key; the running one stays"),
+        (status = 422, description = "The version is invalid; the running one stays"),
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/admin/pipelines/reload")]
-async fn reload(
+pub async fn reload(
     request: HttpRequest,
     api: web::Data<AdminApi>,
     body: web::Bytes,

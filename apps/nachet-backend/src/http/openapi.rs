@@ -16,9 +16,31 @@ use utoipa_swagger_ui::SwaggerUi;
         super::seeds::get_user_id,
         super::seeds::seeds,
         super::seeds::inf,
-    )
+        super::series::predict,
+        super::series::report_status,
+        super::series::get_series,
+        super::series::add_organization,
+        super::series::list_organizations,
+        super::admin::pipelines,
+        super::admin::reload,
+    ),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// The `bearer` scheme of the admin API and the ML app's status callback.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", ApiDoc::openapi()));

@@ -93,9 +93,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 // ---- wire shapes ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PredictBody {
+pub struct PredictBody {
     organization: String,
     study_instance_uid: String,
     series_instance_uid: String,
@@ -106,42 +106,52 @@ struct PredictBody {
     body_part: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PredictAnswer {
+pub struct PredictAnswer {
+    #[schema(value_type = String, format = Uuid)]
     series_id: SeriesId,
+    #[schema(value_type = String)]
     state: &'static str,
     model_type: Option<String>,
+    #[schema(value_type = Option<String>, format = Uuid)]
     run_id: Option<RunId>,
     /// `queued`: a new run was queued; `already_predicted`: answered from the stored result;
     /// `already_running`: a run is queued or in progress and is not sent twice.
+    #[schema(value_type = String)]
     decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     result: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct StatusBody {
+pub struct StatusBody {
     status: String,
     model_type: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     result: Value,
     run_id: Option<String>,
 }
 
 /// A series as `GET` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SeriesView {
+pub struct SeriesView {
+    #[schema(value_type = String, format = Uuid)]
     series_id: SeriesId,
     organization_id: String,
     study_instance_uid: String,
     series_instance_uid: String,
+    #[schema(value_type = String)]
     state: &'static str,
     model_type: Option<String>,
     body_part: Option<String>,
+    #[schema(value_type = Option<Object>)]
     result: Option<Value>,
+    #[schema(value_type = Option<String>, format = Uuid)]
     run_id: Option<RunId>,
     ml_app: Option<String>,
     attempts: u32,
@@ -182,9 +192,9 @@ impl From<Series> for SeriesView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OrganizationBody {
+pub struct OrganizationBody {
     name: String,
     /// The DICOMweb root (`https://pacs.example.org/dicom-web`), or a folder path for the
     /// local-folder source.
@@ -193,28 +203,37 @@ struct OrganizationBody {
     credentials: Option<CredentialsBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum CredentialsBody {
+pub enum CredentialsBody {
     None,
     Basic { username: String, password: String },
     Bearer { token: String },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct OrganizationAnswer {
+pub struct OrganizationAnswer {
     id: String,
     name: String,
     dicomweb_root: String,
     /// `none`, `basic` or `bearer`; the secret itself is never shown.
+    #[schema(value_type = String)]
     credentials: &'static str,
 }
 
 // ---- handlers ----
 
+#[utoipa::path(
+    request_body = PredictBody,
+    responses(
+        (status = 202, body = PredictAnswer, description = "Queued, or answered from the stored result"),
+        (status = 400, description = "Invalid body or unknown model type (lists the known ones)"),
+        (status = 404, description = "Unknown organization (lists the known ones)"),
+    )
+)]
 #[post("/api/studies/series/predict")]
-async fn predict(
+pub async fn predict(
     api: web::Data<SeriesApi>,
     body: web::Json<PredictBody>,
 ) -> Result<HttpResponse, SeriesApiError> {
@@ -248,8 +267,21 @@ async fn predict(
 
 /// Authenticated before the body is even read: without the ML app's token, nothing is
 /// looked at and nothing changes.
+#[utoipa::path(
+    request_body = StatusBody,
+    params(("series_id" = String, Path, description = "The series id answered by predict")),
+    responses(
+        (status = 200, body = SeriesView),
+        (status = 400, description = "Unknown status or missing runId"),
+        (status = 401, description = "No or wrong ML app credentials; nothing changed"),
+        (status = 403, description = "The run belongs to another ML app"),
+        (status = 404, description = "Unknown series"),
+        (status = 409, description = "A run that is no longer current, or already finished"),
+    ),
+    security(("bearer" = []))
+)]
 #[put("/api/studies/series/{series_id}/status")]
-async fn report_status(
+pub async fn report_status(
     api: web::Data<SeriesApi>,
     request: HttpRequest,
     path: web::Path<String>,
@@ -293,8 +325,12 @@ async fn report_status(
     })))
 }
 
+#[utoipa::path(
+    params(("series_id" = String, Path)),
+    responses((status = 200, body = SeriesView), (status = 404, description = "Unknown series"))
+)]
 #[get("/api/studies/series/{series_id}")]
-async fn get_series(
+pub async fn get_series(
     api: web::Data<SeriesApi>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, SeriesApiError> {
@@ -302,8 +338,18 @@ async fn get_series(
     Ok(HttpResponse::Ok().json(SeriesView::from(series)))
 }
 
+#[utoipa::path(
+    request_body = OrganizationBody,
+    responses(
+        (status = 201, body = OrganizationAnswer),
+        (status = 400, description = "Invalid body"),
+        (status = 401, description = "No or wrong admin token"),
+        (status = 409, description = "The name is taken"),
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/admin/organizations")]
-async fn add_organization(
+pub async fn add_organization(
     api: web::Data<SeriesApi>,
     request: HttpRequest,
     body: web::Bytes,
@@ -331,8 +377,12 @@ async fn add_organization(
     }))
 }
 
+#[utoipa::path(
+    responses((status = 200, description = "The organizations' names"), (status = 401, description = "No or wrong admin token")),
+    security(("bearer" = []))
+)]
 #[get("/api/admin/organizations")]
-async fn list_organizations(
+pub async fn list_organizations(
     api: web::Data<SeriesApi>,
     request: HttpRequest,
 ) -> Result<HttpResponse, SeriesApiError> {
