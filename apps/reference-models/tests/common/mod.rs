@@ -8,21 +8,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
 
-/// The real seed photo (one seed on a light background), see tests/data/ATTRIBUTION.
+/// The real seed photo (one seed on a light background), see docs/examples/ATTRIBUTION.md.
+const SEED_PHOTO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/examples/seed-photo-1310_1.png"
+);
+
 pub fn seed_photo() -> RgbaImage {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/seed-photo-1310_1.png"
-    );
-    image::open(path).expect("seed photo").to_rgba8()
+    image::open(SEED_PHOTO).expect("seed photo").to_rgba8()
 }
 
 pub fn seed_photo_bytes() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/seed-photo-1310_1.png"
-    ))
-    .expect("seed photo")
+    std::fs::read(SEED_PHOTO).expect("seed photo")
 }
 
 /// Where the seed of the photo lies, in pixels (left, top, right, bottom): the seed,
