@@ -1,8 +1,9 @@
 //! The Nachet backend: wires adapters to the domain's ports and serves the REST API.
 //!
 //! [`start`] is the whole wiring, in order: database (migrated), blob storage, reference
-//! model servers (when enabled), the pipeline catalogue (recorded in the database), the
-//! use cases, then the HTTP server. Nothing else in this crate holds business rules.
+//! model servers (when enabled), the pipeline catalogue version (recorded in the database;
+//! [`catalogue`]), the seed use cases, the DICOM series workers and ML app
+//! ([`series_wiring`]), then the HTTP server. Nothing in this crate holds business rules.
 
 mod catalogue;
 pub mod config;
