@@ -697,6 +697,9 @@ async fn a_job_claimed_early_after_a_restart_waits_again_for_its_deadline() {
 async fn a_job_whose_run_was_replaced_is_dropped_without_sending() {
     let h = Harness::new().await;
     let (_, old_run) = h.predict().await;
+    // The old job was queued strictly before the new one (jobs due at the same instant may
+    // be claimed in any order).
+    h.clock.advance(Duration::from_secs(1));
     let again = h
         .service
         .predict(&predict_request("Hospital A", "1.2.3.4", true))
