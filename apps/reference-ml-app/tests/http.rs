@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dicom_files::synthetic::SyntheticSeries;
-use dicom_series::ports::{RetrievedInstance, SeriesArchiver, SeriesKey};
+use dicom_series::ports::SeriesArchiver;
 use reference_ml_app::{CallbackRecorder, Delivery, Options, RunningMlApp, Status, start};
 use series_zip::ZipArchiver;
 
@@ -15,22 +15,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A ZIP of a synthetic series, as the backend builds it.
 async fn series_zip(dir: &Path, modality: &str, count: usize) -> PathBuf {
     let series = SyntheticSeries::new(modality, count).with_size(32, 32);
-    let files = series.write(&dir.join("files")).unwrap();
-    let instances: Vec<RetrievedInstance> = files
-        .into_iter()
-        .enumerate()
-        .map(|(i, path)| RetrievedInstance {
-            size: std::fs::metadata(&path).unwrap().len(),
-            path,
-            sop_instance_uid: series.sop_instance_uid(i),
-            modality: Some(modality.to_string()),
-            instance_number: series.instance_numbers[i],
-        })
-        .collect();
-    let key = SeriesKey {
-        study_instance_uid: series.study_instance_uid.clone(),
-        series_instance_uid: series.series_instance_uid.clone(),
-    };
+    let instances = series.write_retrieved(&dir.join("files")).unwrap();
+    let key = series.key();
     ZipArchiver::new()
         .archive(&key, &instances, dir)
         .await

@@ -155,6 +155,41 @@ impl SyntheticSeries {
             .collect()
     }
 
+    /// The series' study and series UIDs.
+    pub fn key(&self) -> dicom_series::ports::SeriesKey {
+        dicom_series::ports::SeriesKey {
+            study_instance_uid: self.study_instance_uid.clone(),
+            series_instance_uid: self.series_instance_uid.clone(),
+        }
+    }
+
+    /// Writes the series into `dir` ([`SyntheticSeries::write`]) and describes each file as
+    /// a [`DicomSource`](dicom_series::ports::DicomSource) would have retrieved it.
+    pub fn write_retrieved(
+        &self,
+        dir: &Path,
+    ) -> Result<Vec<dicom_series::ports::RetrievedInstance>, SyntheticError> {
+        self.write(dir)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| SyntheticError::Write {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?
+                    .len();
+                Ok(dicom_series::ports::RetrievedInstance {
+                    path,
+                    sop_instance_uid: self.sop_instance_uid(i),
+                    modality: self.modality.clone(),
+                    instance_number: self.instance_numbers[i],
+                    size,
+                })
+            })
+            .collect()
+    }
+
     /// The instance at `index` as a DICOM object with its file meta group.
     pub fn instance(
         &self,

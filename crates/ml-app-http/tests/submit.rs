@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use dicom_files::synthetic::SyntheticSeries;
 use dicom_series::ports::{
-    Archive, MlApp, MlAppEndpoint, PredictionRequest, RetrievedInstance, SeriesArchiver, SeriesKey,
-    SubmitError,
+    Archive, MlApp, MlAppEndpoint, PredictionRequest, SeriesArchiver, SubmitError,
 };
 use ml_app_http::{HttpMlApp, HttpMlAppOptions};
 use reference_ml_app::{CallbackRecorder, Options, start};
@@ -20,22 +19,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn archive_of(dir: &Path, modality: &str, count: usize) -> Archive {
     let series = SyntheticSeries::new(modality, count).with_size(32, 32);
-    let files = series.write(&dir.join("files")).unwrap();
-    let instances: Vec<RetrievedInstance> = files
-        .into_iter()
-        .enumerate()
-        .map(|(i, path)| RetrievedInstance {
-            size: std::fs::metadata(&path).unwrap().len(),
-            path,
-            sop_instance_uid: series.sop_instance_uid(i),
-            modality: Some(modality.to_string()),
-            instance_number: series.instance_numbers[i],
-        })
-        .collect();
-    let key = SeriesKey {
-        study_instance_uid: series.study_instance_uid.clone(),
-        series_instance_uid: series.series_instance_uid.clone(),
-    };
+    let instances = series.write_retrieved(&dir.join("files")).unwrap();
+    let key = series.key();
     ZipArchiver::new()
         .archive(&key, &instances, dir)
         .await

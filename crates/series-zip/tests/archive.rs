@@ -97,26 +97,11 @@ fn archive_names_come_from_the_uids() {
 
 /// Writes a synthetic series and describes its files as retrieved instances.
 fn retrieved(series: &SyntheticSeries, dir: &Path) -> Vec<RetrievedInstance> {
-    series
-        .write(dir)
-        .unwrap()
-        .into_iter()
-        .enumerate()
-        .map(|(index, path)| RetrievedInstance {
-            size: std::fs::metadata(&path).unwrap().len(),
-            path,
-            sop_instance_uid: series.sop_instance_uid(index),
-            modality: series.modality.clone(),
-            instance_number: series.instance_numbers[index],
-        })
-        .collect()
+    series.write_retrieved(dir).unwrap()
 }
 
 fn key(series: &SyntheticSeries) -> SeriesKey {
-    SeriesKey {
-        study_instance_uid: series.study_instance_uid.clone(),
-        series_instance_uid: series.series_instance_uid.clone(),
-    }
+    series.key()
 }
 
 fn listing(dir: &Path) -> Vec<String> {
