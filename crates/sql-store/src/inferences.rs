@@ -171,17 +171,7 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
             overlapping: b.overlapping,
         })
         .collect();
-    for chunk in boxes.chunks(ROWS_PER_INSERT) {
-        inference_box::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .exec_without_returning(txn)
-        .await
-        .map_err(store_error)?;
-    }
+    insert_in_chunks::<inference_box::Entity, _>(txn, boxes).await?;
 
     let candidates: Vec<box_candidate::Model> = new
         .boxes
@@ -201,8 +191,19 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
                 })
         })
         .collect();
-    for chunk in candidates.chunks(ROWS_PER_INSERT) {
-        box_candidate::Entity::insert_many(
+    insert_in_chunks::<box_candidate::Entity, _>(txn, candidates).await?;
+    Ok(())
+}
+
+/// Insert-if-absent, then read: safe against a concurrent save into the same new set.
+/// Inserts `rows` a few hundred per statement (SQLite and Postgres cap bound parameters).
+async fn insert_in_chunks<E, M>(txn: &DatabaseTransaction, rows: Vec<M>) -> Result<(), StoreError>
+where
+    E: EntityTrait,
+    M: IntoActiveModel<E::ActiveModel> + Clone,
+{
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        E::insert_many(
             chunk
                 .iter()
                 .cloned()
@@ -215,7 +216,6 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
     Ok(())
 }
 
-/// Insert-if-absent, then read: safe against a concurrent save into the same new set.
 async fn find_or_create_picture_set(
     txn: &DatabaseTransaction,
     picture: &NewPicture,
