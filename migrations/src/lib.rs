@@ -10,6 +10,7 @@ pub mod seeds;
 mod m20261122_000001_create_tables;
 mod m20261122_000002_seed_species;
 mod m20261123_000001_dicom_series;
+mod m20261201_000001_folders_and_verification;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_tables::Migration),
             Box::new(m20261122_000002_seed_species::Migration),
             Box::new(m20261123_000001_dicom_series::Migration),
+            Box::new(m20261201_000001_folders_and_verification::Migration),
         ]
     }
 }

@@ -132,7 +132,7 @@ async fn run(options: Options) {
 
     let answer: Value = http
         .post(format!("{url}/get-user-id"))
-        .json(&json!({ "email": "load@example.org" }))
+        .json(&json!({ "email": "" }))
         .send()
         .await
         .unwrap()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use blob_store::BlobSettings;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -18,6 +18,12 @@ pub struct Settings {
     pub reference_models: ReferenceModelSettings,
     pub inference: InferenceSettings,
     pub users: UserSettings,
+    /// Who the caller is (login proxy cookie, proxy header, or a development user).
+    pub identity: crate::http::identity::IdentitySettings,
+    /// Browsers' cross-origin calls (the Nachet frontend's development setup).
+    pub cors: CorsSettings,
+    /// The users' folders: the default one, and who receives archived verified pictures.
+    pub folders: inference::FolderSettings,
     /// Stored catalogue versions (`NACHET_BLOB_PIPELINE_*` too); see `crate::catalogue`.
     #[serde(default)]
     pub catalogue: catalogue_store::CatalogueSettings,
@@ -74,6 +80,33 @@ pub struct InferenceSettings {
 #[derive(Clone, Debug, Deserialize)]
 pub struct UserSettings {
     pub register_unknown: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct CorsSettings {
+    /// Origins whose browsers may call (`scheme://host:port`; a list or "a,b").
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// A list of strings, or one comma-separated string (as environment variables give it).
+pub(crate) fn list_or_comma_separated<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::One(one) => one.split(',').map(str::to_string).collect(),
+    }
+    .into_iter()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+    .collect())
 }
 
 impl Settings {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use inference::{CodecPool, InferenceService, Ports, ServiceSettings};
+use inference::{CodecPool, FolderService, InferenceService, Ports, ServiceSettings};
 use reference_models::ReferenceModels;
 use secrecy::ExposeSecret;
 use sql_store::SqlStore;
@@ -32,6 +32,7 @@ pub struct Backend {
     pub store: Arc<SqlStore>,
     pub blobs: Arc<dyn datastore::BlobStore>,
     pub inference: Arc<InferenceService>,
+    pub folders: Arc<FolderService>,
     /// The reference model servers, when the settings start them.
     pub reference_models: Option<ReferenceModels>,
     /// DICOM series predictions: the service, the workers, the reference ML app.
@@ -115,15 +116,47 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             users: store.clone(),
             seeds: store.clone(),
             inferences: store.clone(),
+            folders: store.clone(),
             blobs: blobs.clone(),
         },
-        codec,
+        codec.clone(),
         ServiceSettings {
             max_in_flight: settings.inference.max_in_flight,
             crop_concurrency: settings.inference.crop_concurrency,
             register_unknown_users: settings.users.register_unknown,
         },
     ));
+
+    let folders = Arc::new(FolderService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        blobs.clone(),
+        codec,
+        settings.folders.clone(),
+    ));
+    // Blobs of deletions that an earlier run could not finish.
+    match folders.delete_queued_blobs().await {
+        Ok(0) => {}
+        Ok(left) => tracing::warn!(
+            left,
+            "some blobs of deleted folders could not be deleted yet"
+        ),
+        Err(error) => tracing::warn!(%error, "could not read the blobs queued for deletion"),
+    }
+    if let http::identity::IdentitySettings::Vouch { secret, .. } = &settings.identity
+        && secret.expose_secret().trim().is_empty()
+    {
+        anyhow::bail!("identity.secret is empty: set it to the login proxy's JWT secret");
+    }
+    if let http::identity::IdentitySettings::Development { email } = &settings.identity {
+        tracing::warn!(
+            %email,
+            "identity.mode is development: there is no authentication, every request is this user; \
+             set identity.mode to vouch or header before anyone else can reach the backend"
+        );
+    }
+    let cors = http::cors::CorsPolicy::new(&settings.cors.allowed_origins)?;
 
     let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
         .with_context(|| {
@@ -144,11 +177,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     let series_data = series.api.clone();
     let body_limit = settings.server.max_body_bytes;
     let inference_data = web::Data::from(inference.clone());
+    let folders_data = web::Data::from(folders.clone());
+    let identity_data = web::Data::new(settings.identity.clone());
     let admin_data = web::Data::new(http::admin::AdminApi::new(catalogues, &settings.admin));
     let server = HttpServer::new(move || {
         App::new()
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(inference_data.clone())
+            .app_data(folders_data.clone())
+            .app_data(identity_data.clone())
             .app_data(admin_data.clone())
             .app_data(series_data.clone())
             .app_data(
@@ -157,6 +194,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
                     .error_handler(move |e, _| http::error::json_error(e, body_limit)),
             )
             .configure(http::routes)
+            // Outermost, so that every answer carries CORS headers, errors included.
+            .wrap(cors.middleware())
     })
     .listen(listener)?
     .run();
@@ -169,6 +208,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         store,
         blobs,
         inference,
+        folders,
         reference_models,
         series,
         server: handle,

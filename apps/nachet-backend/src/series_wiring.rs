@@ -34,7 +34,7 @@ use dicomweb::{DicomWebOptions, DicomWebSource};
 use ml_app_http::{HttpMlApp, HttpMlAppOptions};
 use reference_ml_app::RunningMlApp;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use sql_store::SqlStore;
 use tokio::sync::{Notify, watch};
 
@@ -111,7 +111,7 @@ pub struct MlAppSettings {
     pub callback_token: Option<SecretString>,
     /// The model types the app runs (a list, or one comma-separated string). Required for
     /// an external app; the reference app's own when empty.
-    #[serde(deserialize_with = "list_or_comma_separated")]
+    #[serde(deserialize_with = "crate::config::list_or_comma_separated")]
     pub model_types: Vec<String>,
     /// Port of the reference app; a free one when unset.
     pub reference_port: Option<u16>,
@@ -144,23 +144,6 @@ impl std::fmt::Debug for MlAppSettings {
             .field("reference_port", &self.reference_port)
             .finish()
     }
-}
-
-fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        List(Vec<String>),
-        One(String),
-    }
-    Ok(match Either::deserialize(d)? {
-        Either::List(list) => list,
-        Either::One(one) => one.split(',').map(str::to_string).collect(),
-    }
-    .into_iter()
-    .map(|s| s.trim().to_string())
-    .filter(|s| !s.is_empty())
-    .collect())
 }
 
 /// The demo series of the embedded default (MR, so `brain_tumor_classification` takes it).

@@ -171,7 +171,7 @@ impl Client {
         let body: Value = self
             .http
             .post(format!("{}/get-user-id", self.url))
-            .json(&json!({ "email": "switch@example.org" }))
+            .json(&json!({ "email": "" }))
             .send()
             .await
             .unwrap()

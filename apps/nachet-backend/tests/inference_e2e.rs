@@ -237,7 +237,7 @@ async fn the_other_endpoints_of_the_frontend() {
         .send()
         .await
         .unwrap();
-    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.status(), 403, "only the caller's own email");
 
     let metadata = t
         .http
@@ -299,6 +299,14 @@ async fn the_other_endpoints_of_the_frontend() {
         "/seeds",
         "/get-user-id",
         "/model-endpoints-metadata",
+        "/image-validation",
+        "/get-directories",
+        "/create-dir",
+        "/del",
+        "/get-picture",
+        "/delete-request",
+        "/delete-permanently",
+        "/delete-with-archive",
         "/api/studies/series/predict",
         "/api/studies/series/{series_id}/status",
         "/api/studies/series/{series_id}",

@@ -44,11 +44,11 @@ async fn each_check_of_the_request_has_its_status_and_message() {
 
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("image");
-    missing.as_object_mut().unwrap().remove("userId");
+    missing.as_object_mut().unwrap().remove("user_id");
     let (status, error) = post(&t, &missing).await;
     assert_eq!(
         (status, error.as_str()),
-        (400, "missing arguments: image, userId")
+        (400, "missing arguments: image, user_id")
     );
 
     let mut unknown = good.clone();
@@ -90,8 +90,11 @@ async fn each_check_of_the_request_has_its_status_and_message() {
     let mut stranger = good.clone();
     stranger["userId"] = "3f1c7a52-9a0e-4a8e-9d55-0d8a7c3e1b11".into();
     let (status, error) = post(&t, &stranger).await;
-    assert_eq!(status, 404);
-    assert!(error.contains("unknown user id"), "{error}");
+    assert_eq!(status, 403);
+    assert!(
+        error.contains("userId: 3f1c7a52") && error.contains("not your user id"),
+        "{error}"
+    );
 
     let mut folder = good.clone();
     folder["folder_name"] = "../other".into();

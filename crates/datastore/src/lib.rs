@@ -1,7 +1,7 @@
 //! What the seed backend keeps, as ports.
 //!
 //! Records (users, pictures, inferences, boxes, candidates, seeds) go to a database through
-//! [`UserStore`], [`SeedStore`] and [`InferenceStore`]; bytes (pictures, result documents,
+//! [`UserStore`], [`SeedStore`], [`InferenceStore`] and [`FolderStore`]; bytes (pictures, result documents,
 //! catalogue versions) go to blob storage through [`BlobStore`].
 //!
 //! Architecture invariant: types and traits only. No ORM, no storage SDK, no I/O.
@@ -49,6 +49,50 @@ pub trait InferenceStore: Send + Sync {
     /// all rows exist afterwards or none does. The picture set is found or created.
     async fn save_inference(&self, inference: &NewInference) -> Result<(), StoreError>;
 
-    /// The saved inference, as [`save_inference`](Self::save_inference) was given it.
+    /// The saved inference, as [`save_inference`](Self::save_inference) was given it, with
+    /// the verification of its boxes as it stands now.
     async fn find_inference(&self, id: Uuid) -> Result<Option<NewInference>, StoreError>;
+}
+
+/// Folders (picture sets), their pictures, and deleting them with their blobs.
+///
+/// Deleting never leaves rows without blobs or blobs without rows: rows go and their blobs
+/// are queued in one transaction ([`delete_folder`](Self::delete_folder)); the caller then
+/// deletes the queued blobs and [forgets](Self::forget_blob_deletions) them, and whatever
+/// it could not delete stays [queued](Self::queued_blob_deletions) for a later attempt.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait FolderStore: Send + Sync {
+    /// Every folder of a user with its pictures, by name.
+    async fn list_folders(&self, user_id: Uuid) -> Result<Vec<FolderContents>, StoreError>;
+    /// Creates a folder; [`StoreError::Conflict`] when the user has one of that name.
+    async fn create_folder(
+        &self,
+        user_id: Uuid,
+        container: &str,
+        name: &str,
+    ) -> Result<Folder, StoreError>;
+    /// The user's folder of that name, created when missing (safe against a concurrent one).
+    async fn find_or_create_folder(
+        &self,
+        user_id: Uuid,
+        container: &str,
+        name: &str,
+    ) -> Result<Folder, StoreError>;
+    async fn find_folder(&self, id: Uuid) -> Result<Option<Folder>, StoreError>;
+    /// How many pictures of the folder are verified (see [`PictureSummary::verified`]).
+    async fn count_verified_pictures(&self, folder_id: Uuid) -> Result<usize, StoreError>;
+    async fn find_picture(&self, id: Uuid) -> Result<Option<StoredPicture>, StoreError>;
+    /// In one transaction: verified pictures move to `archive` (when given; else they are
+    /// deleted too), every other picture is deleted with its inferences, the folder is
+    /// deleted, and the blobs of every deleted row are queued for deletion.
+    async fn delete_folder(
+        &self,
+        folder_id: Uuid,
+        archive: Option<ArchiveDestination>,
+    ) -> Result<FolderDeletion, StoreError>;
+    /// Blobs queued for deletion, oldest first, at most `limit`.
+    async fn queued_blob_deletions(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Forgets queued blobs once they are deleted.
+    async fn forget_blob_deletions(&self, keys: &[String]) -> Result<(), StoreError>;
 }

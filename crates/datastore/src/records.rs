@@ -62,6 +62,19 @@ pub struct NewBox {
     pub overlapping: bool,
     /// Best first; the first one is the box's top candidate.
     pub candidates: Vec<NewCandidate>,
+    /// A person's verdict on the box; `None` until someone verified it.
+    pub verification: Option<BoxVerification>,
+    /// Drawn by a person (a seed the detector missed), not found by a model.
+    pub drawn_by_person: bool,
+}
+
+/// Who verified a box, when, and as what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoxVerification {
+    pub at: DateTime<Utc>,
+    pub by: Uuid,
+    /// The candidate naming the verified species; `None`: deleted, "not a seed".
+    pub candidate_id: Option<Uuid>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,4 +84,61 @@ pub struct NewCandidate {
     pub score: f64,
     /// The seed species this label names, when it names a known one.
     pub seed_id: Option<Uuid>,
+}
+
+/// A user's folder of pictures (a "picture set"); names are unique per user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folder {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The user's storage that holds the folder's blobs.
+    pub container: String,
+    pub name: String,
+}
+
+/// A folder and what the frontend shows of its pictures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderContents {
+    pub folder: Folder,
+    /// Oldest first.
+    pub pictures: Vec<PictureSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PictureSummary {
+    pub id: Uuid,
+    pub has_inference: bool,
+    /// Its latest inference has boxes and a person verified every one of them.
+    pub verified: bool,
+}
+
+/// A stored picture and where its bytes are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredPicture {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub folder_id: Uuid,
+    pub blob_key: String,
+    pub content_type: String,
+    pub sha256: String,
+    /// The latest inference of the picture, if any.
+    pub latest_inference: Option<Uuid>,
+}
+
+/// Where a deletion moves the verified pictures it keeps for training.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveDestination {
+    /// The archive's owner, who gets the pictures.
+    pub owner: Uuid,
+    /// The owner's folder that receives them (created; unique per archived folder).
+    pub folder_name: String,
+}
+
+/// What a folder deletion did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderDeletion {
+    pub deleted_pictures: usize,
+    pub archived_pictures: usize,
+    /// Blobs of the deleted rows, queued for deletion in the same transaction.
+    pub queued_blobs: Vec<String>,
 }

@@ -4,19 +4,24 @@
 //! - [`runner`]: each model's output feeds the next; per-crop calls run concurrently, bounded.
 //! - [`result`]: the last model's boxes become pixels, overlap flags and colours (contract 1.4).
 //! - [`service`]: the `/inf` use case: check, run, process, then store everything or nothing.
+//! - [`stored`]: a saved inference rebuilt from its rows, with what people verified since.
+//! - [`folders`]: the user's folders and pictures; deleting them with their blobs.
 //!
 //! Architecture invariant: no I/O but through ports ([`ports::ModelClient`] here, the
 //! `datastore` ports for records and blobs). Codec work runs on a bounded blocking pool
 //! ([`codec::CodecPool`]), never on the async executor's threads.
 
 pub mod codec;
+pub mod folders;
 pub mod picture;
 pub mod ports;
 pub mod result;
 pub mod runner;
 pub mod service;
+pub mod stored;
 
 pub use codec::CodecPool;
+pub use folders::{DeletionMode, FolderError, FolderService, FolderSettings, PictureWithInference};
 pub use picture::{DecodedPicture, PictureError, PictureFormat};
 pub use ports::{DetectedBox, ModelCallError, ModelClient, NormalizedBox, RankedLabel};
 pub use result::{Color, ColorFormat, ProcessedBox, ProcessedResult, process};

@@ -1,4 +1,5 @@
-//! The seed use cases: `/inf`, `/get-user-id`, `/seeds`.
+//! The seed use cases: `/inf`, `/get-user-id`, `/seeds`, `/image-validation`, and reading a
+//! saved inference back.
 //!
 //! What a failed `/inf` leaves behind: nothing. The models run before anything is written;
 //! then the picture and the result document go to blob storage, then every row goes to the
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use datastore::{
-    BlobKey, BlobStore, InferenceStore, NewBox, NewCandidate, NewInference, NewPicture, SeedStore,
-    StoreError, UserStore,
+    BlobKey, BlobStore, FolderStore, InferenceStore, NewBox, NewCandidate, NewInference,
+    NewPicture, SeedStore, StoreError, UserStore,
 };
 use pipeline::PipelineRegistry;
 use serde::Serialize;
@@ -102,6 +103,10 @@ pub struct ResponseBox {
     pub color: Color,
     pub box_id: Uuid,
     pub top_id: Uuid,
+    /// The seed id (as in `/seeds`) of the box's label; null when it names no known species.
+    pub object_type_id: Option<Uuid>,
+    /// A person verified the box (feedback); verified boxes are drawn green.
+    pub is_verified: bool,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -133,6 +138,10 @@ pub enum InferError {
     UnknownPipeline { name: String, known: Vec<String> },
     #[error("unknown user id {0}: get one from /get-user-id")]
     UnknownUser(Uuid),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("unknown email \"{0}\": this backend does not register users on request")]
     UnknownEmail(String),
     #[error("image: {0}")]
@@ -160,6 +169,7 @@ pub struct InferenceService {
     users: Arc<dyn UserStore>,
     seeds: Arc<dyn SeedStore>,
     inferences: Arc<dyn InferenceStore>,
+    folders: Arc<dyn FolderStore>,
     blobs: Arc<dyn BlobStore>,
     admission: Arc<Semaphore>,
     settings: ServiceSettings,
@@ -173,6 +183,7 @@ pub struct Ports {
     pub users: Arc<dyn UserStore>,
     pub seeds: Arc<dyn SeedStore>,
     pub inferences: Arc<dyn InferenceStore>,
+    pub folders: Arc<dyn FolderStore>,
     pub blobs: Arc<dyn BlobStore>,
 }
 
@@ -190,6 +201,7 @@ impl InferenceService {
             users: ports.users,
             seeds: ports.seeds,
             inferences: ports.inferences,
+            folders: ports.folders,
             blobs: ports.blobs,
             admission: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             settings,
@@ -249,10 +261,7 @@ impl InferenceService {
             .codec
             .run(move || DecodedPicture::from_data_url(&data_url))
             .await
-            .map_err(|e| match e {
-                PictureError::UnsupportedType(_) => InferError::UnsupportedImage(e),
-                other => InferError::BadImage(other),
-            })?;
+            .map_err(picture_error)?;
         let [width, height] = request.image_dims;
         if [picture.width(), picture.height()] != request.image_dims {
             return Err(InferError::InvalidField {
@@ -276,6 +285,7 @@ impl InferenceService {
         if self.users.find_by_id(request.user_id).await?.is_none() {
             return Err(InferError::UnknownUser(request.user_id));
         }
+        let folder_name = self.folder_name(&request).await?;
 
         let detections = self
             .runner
@@ -293,10 +303,15 @@ impl InferenceService {
         let seed_ids = self.seed_ids().await?;
         let picture_id = Uuid::new_v4();
         let picture_key = blob_key(
-            &request,
+            &request.container_name,
+            &folder_name,
             &format!("{picture_id}.{}", picture.format.extension()),
         )?;
-        let result_key = blob_key(&request, &format!("{picture_id}.result.json"))?;
+        let result_key = blob_key(
+            &request.container_name,
+            &folder_name,
+            &format!("{picture_id}.result.json"),
+        )?;
         let mut boxes = Vec::with_capacity(processed.boxes.len());
         let mut response_boxes = Vec::with_capacity(processed.boxes.len());
         for (i, b) in processed.boxes.iter().enumerate() {
@@ -321,6 +336,8 @@ impl InferenceService {
                 score: b.score,
                 overlapping: b.overlapping,
                 candidates,
+                verification: None,
+                drawn_by_person: false,
             };
             response_boxes.push(ResponseBox {
                 bbox: BoxCoordinates {
@@ -345,6 +362,8 @@ impl InferenceService {
                 color: b.color,
                 box_id: new_box.id,
                 top_id: new_box.candidates[0].id,
+                object_type_id: seed_ids.get(&b.label.to_lowercase()).copied(),
+                is_verified: false,
             });
             boxes.push(new_box);
         }
@@ -374,7 +393,7 @@ impl InferenceService {
                 id: picture_id,
                 user_id: request.user_id,
                 container: request.container_name.clone(),
-                picture_set: request.folder_name.clone(),
+                picture_set: folder_name,
                 blob_key: picture_key.to_string(),
                 sha256: picture.sha256.clone(),
                 content_type: picture.format.mime_type().to_owned(),
@@ -389,6 +408,49 @@ impl InferenceService {
         self.store(&record, picture.bytes.clone(), &picture_key, &result_key)
             .await?;
         Ok(response)
+    }
+
+    /// `/image-validation`: checks a picture as `/inf` would, and gives its SHA-256 (hex),
+    /// which a later `/inf` may send as its `validator`.
+    pub async fn image_sha256(&self, data_url: String) -> Result<String, InferError> {
+        let picture = self
+            .codec
+            .run(move || DecodedPicture::from_data_url(&data_url))
+            .await
+            .map_err(picture_error)?;
+        Ok(picture.sha256)
+    }
+
+    /// A saved inference as it stands now (see [`crate::stored`]), if the caller owns it.
+    pub async fn find(&self, caller: Uuid, id: Uuid) -> Result<InferenceResponse, InferError> {
+        let stored = self
+            .inferences
+            .find_inference(id)
+            .await?
+            .ok_or_else(|| InferError::NotFound(format!("no inference {id}")))?;
+        if stored.user_id != caller {
+            return Err(InferError::Forbidden(format!(
+                "the inference {id} is another user's"
+            )));
+        }
+        Ok(crate::stored::rebuild(&stored))
+    }
+
+    /// The folder `/inf` stores into: `folder_name` is a folder's id or its name (a folder
+    /// of that name is created when missing).
+    async fn folder_name(&self, request: &InferenceRequest) -> Result<String, InferError> {
+        let Ok(id) = Uuid::parse_str(&request.folder_name) else {
+            return Ok(request.folder_name.clone());
+        };
+        match self.folders.find_folder(id).await? {
+            Some(folder) if folder.user_id == request.user_id => Ok(folder.name),
+            Some(_) => Err(InferError::Forbidden(format!(
+                "folder_name: the folder {id} is another user's"
+            ))),
+            None => Err(InferError::NotFound(format!(
+                "folder_name: no folder {id} (it may have been deleted; list them with /get-directories)"
+            ))),
+        }
     }
 
     /// Blobs first, then rows in one transaction; undoes the blobs if anything fails.
@@ -467,7 +529,13 @@ fn check_request(request: &InferenceRequest) -> Result<(), InferError> {
     Ok(())
 }
 
-fn blob_key(request: &InferenceRequest, file: &str) -> Result<BlobKey, InferError> {
-    BlobKey::from_segments(&[&request.container_name, &request.folder_name, file])
-        .map_err(InferError::Storage)
+fn blob_key(container: &str, folder: &str, file: &str) -> Result<BlobKey, InferError> {
+    BlobKey::from_segments(&[container, folder, file]).map_err(InferError::Storage)
+}
+
+fn picture_error(error: PictureError) -> InferError {
+    match error {
+        PictureError::UnsupportedType(_) => InferError::UnsupportedImage(error),
+        other => InferError::BadImage(other),
+    }
 }

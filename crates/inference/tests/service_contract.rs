@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use datastore::{
-    BlobError, BlobInfo, BlobKey, BlobStore, MockInferenceStore, MockSeedStore, MockUserStore,
-    NewInference, Seed, StoreError, User,
+    BlobError, BlobInfo, BlobKey, BlobStore, MockFolderStore, MockInferenceStore, MockSeedStore,
+    MockUserStore, NewInference, Seed, StoreError, User,
 };
 use inference::runner::StepFailure;
 use inference::{
@@ -67,6 +67,7 @@ struct Stores {
     users: MockUserStore,
     seeds: MockSeedStore,
     inferences: MockInferenceStore,
+    folders: MockFolderStore,
     blobs: MockBlobStore,
     log: Log,
 }
@@ -77,6 +78,7 @@ impl Stores {
             users: MockUserStore::new(),
             seeds: MockSeedStore::new(),
             inferences: MockInferenceStore::new(),
+            folders: MockFolderStore::new(),
             blobs: MockBlobStore::new(),
             log: Log::default(),
         }
@@ -184,6 +186,7 @@ fn service(
             users: Arc::new(stores.users),
             seeds: Arc::new(stores.seeds),
             inferences: Arc::new(stores.inferences),
+            folders: Arc::new(stores.folders),
             blobs: Arc::new(stores.blobs),
         },
         CodecPool::new(2),

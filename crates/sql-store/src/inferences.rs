@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use datastore::{InferenceStore, NewBox, NewCandidate, NewInference, NewPicture, StoreError};
+use datastore::{
+    BoxVerification, InferenceStore, NewBox, NewCandidate, NewInference, NewPicture, StoreError,
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder,
@@ -14,6 +16,7 @@ use crate::SqlStore;
 use crate::connection::stored_time;
 use crate::entities::{box_candidate, inference, inference_box, picture, picture_set};
 use crate::error::{out_of_range, store_error};
+use crate::folders::find_or_create_set;
 
 /// Rows per multi-row INSERT: well below the bound-parameter limits of SQLite and Postgres.
 const ROWS_PER_INSERT: usize = 500;
@@ -79,6 +82,7 @@ impl InferenceStore for SqlStore {
         let boxes = boxes
             .into_iter()
             .map(|b| {
+                let verification = verification(&b);
                 Ok(NewBox {
                     id: b.id,
                     position: to_u32("box position", b.position)?,
@@ -90,6 +94,8 @@ impl InferenceStore for SqlStore {
                     score: b.score,
                     overlapping: b.overlapping,
                     candidates: by_box.remove(&b.id).unwrap_or_default(),
+                    verification,
+                    drawn_by_person: b.drawn_by_person,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -119,7 +125,14 @@ impl InferenceStore for SqlStore {
 
 async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Result<(), StoreError> {
     let created_at = stored_time(new.created_at);
-    let picture_set_id = find_or_create_picture_set(txn, &new.picture).await?;
+    let picture_set_id = find_or_create_set(
+        txn,
+        new.picture.user_id,
+        &new.picture.container,
+        &new.picture.picture_set,
+    )
+    .await?
+    .id;
 
     picture::Entity::insert(
         picture::Model {
@@ -169,6 +182,10 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
             label: b.label.clone(),
             score: b.score,
             overlapping: b.overlapping,
+            verified_at: b.verification.as_ref().map(|v| stored_time(v.at)),
+            verified_by: b.verification.as_ref().map(|v| v.by),
+            verified_candidate_id: b.verification.as_ref().and_then(|v| v.candidate_id),
+            drawn_by_person: b.drawn_by_person,
         })
         .collect();
     insert_in_chunks::<inference_box::Entity, _>(txn, boxes).await?;
@@ -195,7 +212,6 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
     Ok(())
 }
 
-/// Insert-if-absent, then read: safe against a concurrent save into the same new set.
 /// Inserts `rows` a few hundred per statement (SQLite and Postgres cap bound parameters).
 async fn insert_in_chunks<E, M>(txn: &DatabaseTransaction, rows: Vec<M>) -> Result<(), StoreError>
 where
@@ -216,44 +232,6 @@ where
     Ok(())
 }
 
-async fn find_or_create_picture_set(
-    txn: &DatabaseTransaction,
-    picture: &NewPicture,
-) -> Result<Uuid, StoreError> {
-    picture_set::Entity::insert(
-        picture_set::Model {
-            id: Uuid::new_v4(),
-            user_id: picture.user_id,
-            container: picture.container.clone(),
-            name: picture.picture_set.clone(),
-        }
-        .into_active_model(),
-    )
-    .on_conflict_do_nothing_on([
-        picture_set::Column::UserId,
-        picture_set::Column::Container,
-        picture_set::Column::Name,
-    ])
-    .exec_without_returning(txn)
-    .await
-    .map_err(store_error)?;
-
-    picture_set::Entity::find()
-        .filter(picture_set::Column::UserId.eq(picture.user_id))
-        .filter(picture_set::Column::Container.eq(picture.container.as_str()))
-        .filter(picture_set::Column::Name.eq(picture.picture_set.as_str()))
-        .one(txn)
-        .await
-        .map_err(store_error)?
-        .map(|set| set.id)
-        .ok_or_else(|| {
-            StoreError::Database(format!(
-                "the picture set {:?} of container {:?} vanished right after its creation",
-                picture.picture_set, picture.container
-            ))
-        })
-}
-
 /// The candidates of `boxes`, by box then rank.
 async fn find_candidates<C: ConnectionTrait>(
     db: &C,
@@ -272,6 +250,17 @@ async fn find_candidates<C: ConnectionTrait>(
         candidates.append(&mut rows);
     }
     Ok(candidates)
+}
+
+fn verification(row: &inference_box::Model) -> Option<BoxVerification> {
+    match (row.verified_at, row.verified_by) {
+        (Some(at), Some(by)) => Some(BoxVerification {
+            at,
+            by,
+            candidate_id: row.verified_candidate_id,
+        }),
+        _ => None,
+    }
 }
 
 fn to_u32(what: &str, value: i64) -> Result<u32, StoreError> {

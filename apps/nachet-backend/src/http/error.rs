@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use inference::InferError;
+use inference::{FolderError, InferError};
 use serde::Serialize;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -29,6 +29,10 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 }
 
@@ -73,11 +77,27 @@ impl From<InferError> for ApiError {
             | InferError::UnknownPipeline { .. }
             | InferError::BadImage(_) => StatusCode::BAD_REQUEST,
             InferError::UnsupportedImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InferError::UnknownUser(_) | InferError::UnknownEmail(_) => StatusCode::NOT_FOUND,
+            InferError::UnknownUser(_) | InferError::UnknownEmail(_) | InferError::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            InferError::Forbidden(_) => StatusCode::FORBIDDEN,
             InferError::Model(step) if step.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             InferError::Model(_) => StatusCode::BAD_GATEWAY,
             InferError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             InferError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<FolderError> for ApiError {
+    fn from(error: FolderError) -> Self {
+        let status = match &error {
+            FolderError::InvalidName(_) => StatusCode::BAD_REQUEST,
+            FolderError::AlreadyExists(_) | FolderError::DefaultFolder(_) => StatusCode::CONFLICT,
+            FolderError::NotFound(_) => StatusCode::NOT_FOUND,
+            FolderError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FolderError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())
     }

@@ -2,7 +2,11 @@
 
 pub mod admin;
 mod auth;
+mod caller;
+pub mod cors;
 pub mod error;
+mod folders;
+pub mod identity;
 mod openapi;
 mod seeds;
 pub mod series;
@@ -14,6 +18,7 @@ pub use openapi::ApiDoc;
 /// Every route of the API. Each area registers its own routes here.
 pub fn routes(config: &mut web::ServiceConfig) {
     seeds::routes(config);
+    folders::routes(config);
     series::routes(config);
     admin::routes(config);
     openapi::routes(config);

@@ -1,5 +1,6 @@
 //! Seed identification endpoints (contract 1.1): the frontend's field names, kept as they are.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use inference::{ColorFormat, InferenceRequest, InferenceResponse, InferenceService};
 use serde::{Deserialize, Serialize};
@@ -7,6 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::caller::Caller;
 use super::error::{ApiError, ErrorBody};
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -15,7 +17,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(model_endpoints_metadata)
         .service(get_user_id)
         .service(seeds)
-        .service(inf);
+        .service(inf)
+        .service(image_validation);
 }
 
 /// Answers at once: no I/O, so it stays instant however busy the server is.
@@ -76,6 +79,8 @@ pub async fn model_endpoints_metadata(
 
 #[derive(Deserialize, ToSchema)]
 pub struct EmailBody {
+    /// The frontend always sends `""`: the caller is known from the login proxy. A
+    /// non-empty email must be the caller's own.
     email: Option<String>,
 }
 
@@ -84,26 +89,33 @@ pub struct UserIdBody {
     user_id: Uuid,
 }
 
-/// The user id of an email (an unknown email is registered when the backend allows it).
+/// The caller's user id (the caller is known from the login proxy; see `identity`).
 #[utoipa::path(
     request_body = EmailBody,
     responses(
         (status = 200, body = UserIdBody),
-        (status = 400, body = ErrorBody, description = "No email, or not an email address"),
-        (status = 404, body = ErrorBody, description = "Unknown email, and registration is off"),
+        (status = 401, body = ErrorBody, description = "No valid identity (e.g. a missing, expired or forged login cookie)"),
+        (status = 403, body = ErrorBody, description = "Another user's email, or a user not registered here (registration off)"),
     )
 )]
 #[post("/get-user-id")]
 pub async fn get_user_id(
-    service: web::Data<InferenceService>,
+    caller: Caller,
     body: web::Json<EmailBody>,
 ) -> Result<web::Json<UserIdBody>, ApiError> {
-    let email = body
-        .into_inner()
-        .email
-        .ok_or_else(|| ApiError::bad_request("missing argument: email"))?;
-    let user_id = service.user_id(&email).await?;
-    Ok(web::Json(UserIdBody { user_id }))
+    if let Some(email) = body.into_inner().email.filter(|e| !e.trim().is_empty())
+        && !email.trim().eq_ignore_ascii_case(&caller.email)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "email: you are signed in as {}, not {}; /get-user-id gives only your own id",
+                caller.email,
+                email.trim()
+            ),
+        ));
+    }
+    Ok(web::Json(UserIdBody { user_id: caller.id }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -144,9 +156,11 @@ pub struct InfBody {
     /// `[width, height]` in pixels.
     #[schema(rename = "imageDims")]
     image_dims: [u32; 2],
+    /// A folder's name (created when missing) or its `picture_set_id`.
     folder_name: String,
-    container_name: String,
-    #[schema(rename = "userId")]
+    /// The caller's user id.
+    container_name: Uuid,
+    /// The caller's user id (the frontend's key); `userId` is accepted too.
     user_id: Uuid,
     validator: Option<String>,
     /// Default 0.5.
@@ -161,7 +175,9 @@ pub struct InfBody {
     responses(
         (status = 200, body = InferenceResponse),
         (status = 400, body = ErrorBody, description = "A missing or invalid argument, an unknown pipeline, an image that does not decode"),
-        (status = 404, body = ErrorBody, description = "Unknown user"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's id, container or folder"),
+        (status = 404, body = ErrorBody, description = "Unknown user, or no folder of that id"),
         (status = 413, body = ErrorBody, description = "Body over the size limit"),
         (status = 415, body = ErrorBody, description = "Image type not accepted"),
         (status = 502, body = ErrorBody, description = "A model failed (names the step and model)"),
@@ -172,24 +188,35 @@ pub struct InfBody {
 #[post("/inf")]
 pub async fn inf(
     service: web::Data<InferenceService>,
+    caller: Caller,
     body: web::Json<Map<String, Value>>,
 ) -> Result<web::Json<InferenceResponse>, ApiError> {
-    let request = inference_request(body.into_inner())?;
+    let request = inference_request(body.into_inner(), &caller)?;
     Ok(web::Json(service.infer(request).await?))
 }
 
-fn inference_request(mut body: Map<String, Value>) -> Result<InferenceRequest, ApiError> {
-    const REQUIRED: [&str; 6] = [
+fn inference_request(
+    mut body: Map<String, Value>,
+    caller: &Caller,
+) -> Result<InferenceRequest, ApiError> {
+    const REQUIRED: [&str; 5] = [
         "model_name",
         "image",
         "imageDims",
         "folder_name",
         "container_name",
-        "userId",
     ];
+    let present = |body: &Map<String, Value>, k: &str| body.get(k).is_some_and(|v| !v.is_null());
+    // The frontend sends `user_id`; the seed document wrote `userId`. Either will do, and
+    // each one sent must be the caller.
+    let named_users: Vec<&str> = ["user_id", "userId"]
+        .into_iter()
+        .filter(|k| present(&body, k))
+        .collect();
     let missing: Vec<&str> = REQUIRED
         .into_iter()
-        .filter(|k| body.get(*k).is_none_or(Value::is_null))
+        .chain(named_users.is_empty().then_some("user_id"))
+        .filter(|k| !present(&body, k))
         .collect();
     if !missing.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -211,12 +238,10 @@ fn inference_request(mut body: Map<String, Value>) -> Result<InferenceRequest, A
     let image = text("image")?;
     let folder_name = text("folder_name")?;
     let container_name = text("container_name")?;
-    let user_id_text = text("userId")?;
-    let user_id = Uuid::parse_str(&user_id_text).map_err(|_| {
-        ApiError::bad_request(format!(
-            "userId: \"{user_id_text}\" is not a user id (get one from /get-user-id)"
-        ))
-    })?;
+    caller.check_named("container_name", &container_name)?;
+    for key in named_users {
+        caller.check_named(key, &text(key)?)?;
+    }
     let image_dims = dimensions(body.remove("imageDims"))?;
     let validator = match body.remove("validator") {
         None | Some(Value::Null) => None,
@@ -254,11 +279,38 @@ fn inference_request(mut body: Map<String, Value>) -> Result<InferenceRequest, A
         image_dims,
         folder_name,
         container_name,
-        user_id,
+        user_id: caller.id,
         validator,
         area_ratio,
         color_format,
     })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ImageBody {
+    /// `data:image/<type>;base64,<data>`, as `/inf` takes it.
+    image: String,
+}
+
+/// Checks a picture as `/inf` would and answers `[sha256]`: send it as `/inf`'s `validator`
+/// to make sure the picture inferred is the one checked.
+#[utoipa::path(
+    request_body = ImageBody,
+    responses(
+        (status = 200, body = Vec<String>, description = "The picture's SHA-256 (hex), alone in a list"),
+        (status = 400, body = ErrorBody, description = "Not a data URL, or the bytes do not decode"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 415, body = ErrorBody, description = "Image type not accepted"),
+    )
+)]
+#[post("/image-validation")]
+pub async fn image_validation(
+    service: web::Data<InferenceService>,
+    _caller: Caller,
+    body: web::Json<ImageBody>,
+) -> Result<web::Json<[String; 1]>, ApiError> {
+    let sha256 = service.image_sha256(body.into_inner().image).await?;
+    Ok(web::Json([sha256]))
 }
 
 fn dimensions(value: Option<Value>) -> Result<[u32; 2], ApiError> {

@@ -69,12 +69,18 @@ impl TestBackend {
             .collect()
     }
 
-    /// A registered user's id.
+    /// A client whose requests are `email`'s (the test backends trust the proxy header
+    /// [`IDENTITY_HEADER`]).
+    pub fn client_as(&self, email: &str) -> reqwest::Client {
+        client_as(email)
+    }
+
+    /// The id of the user `email` (registered on first sight), as the frontend asks it.
     pub async fn user(&self, email: &str) -> String {
         let answer: serde_json::Value = self
-            .http
+            .client_as(email)
             .post(self.url("/get-user-id"))
-            .json(&serde_json::json!({ "email": email }))
+            .json(&serde_json::json!({ "email": "" }))
             .send()
             .await
             .unwrap()
@@ -85,11 +91,29 @@ impl TestBackend {
     }
 }
 
-/// Settings of a test backend: port 0, a fresh data folder, reference models on port 0.
+/// The header that says who the caller is, as an authenticating proxy would set it.
+pub const IDENTITY_HEADER: &str = "X-Forwarded-Email";
+/// The user of [`TestBackend::http`].
+pub const TECH: &str = "tech@example.org";
+
+pub fn client_as(email: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(IDENTITY_HEADER, email.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Settings of a test backend: port 0, a fresh data folder, reference models on port 0,
+/// callers known from the [`IDENTITY_HEADER`] header.
 pub async fn settings(db: Db, blobs: Blobs) -> (Settings, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::defaults();
     settings.server.port = 0;
+    settings.identity = nachet_backend::http::identity::IdentitySettings::Header {
+        header: IDENTITY_HEADER.into(),
+    };
     settings.data_dir = dir.path().to_owned();
     settings.database.url = SecretString::from(match db {
         Db::Sqlite => test_support::fresh_sqlite_url(&dir),
@@ -122,7 +146,7 @@ pub async fn start_with(settings: Settings, dir: TempDir) -> TestBackend {
     let backend = nachet_backend::start(settings).await.unwrap();
     TestBackend {
         backend,
-        http: reqwest::Client::new(),
+        http: client_as(TECH),
         dir,
     }
 }
@@ -180,7 +204,7 @@ pub fn inf_body(
         "imageDims": dims,
         "folder_name": "field trial 7",
         "container_name": user_id,
-        "userId": user_id,
+        "user_id": user_id,
     })
 }
 

@@ -16,6 +16,13 @@ pub struct Model {
     pub label: String,
     pub score: f64,
     pub overlapping: bool,
+    /// When a person verified the box; `None` until then.
+    pub verified_at: Option<DateTimeUtc>,
+    pub verified_by: Option<Uuid>,
+    /// The verified species' candidate; `None` for a verified box deleted as "not a seed".
+    pub verified_candidate_id: Option<Uuid>,
+    /// Drawn by a person (a seed the detector missed).
+    pub drawn_by_person: bool,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

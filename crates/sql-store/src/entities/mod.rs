@@ -1,6 +1,7 @@
 //! The tables as sea-orm entities (2.0 format). Private to the crate: the stores convert
 //! them to the domain's records at the border.
 
+pub mod blob_deletion;
 pub mod box_candidate;
 pub mod catalogue_model;
 pub mod catalogue_pipeline;

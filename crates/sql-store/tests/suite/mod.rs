@@ -225,6 +225,8 @@ fn inference(fixture: &Fixture, folder: &str) -> NewInference {
                 candidate("Unheard-of weed", 0.05, None),
                 candidate("Ambrosia psilostachya", 0.03, Some("Ambrosia psilostachya")),
             ],
+            verification: None,
+            drawn_by_person: false,
         },
         NewBox {
             id: Uuid::new_v4(),
@@ -237,6 +239,8 @@ fn inference(fixture: &Fixture, folder: &str) -> NewInference {
             score: 0.4,
             overlapping: true,
             candidates: vec![candidate("Brassica napus", 0.4, Some("Brassica napus"))],
+            verification: None,
+            drawn_by_person: false,
         },
         NewBox {
             id: Uuid::new_v4(),
@@ -249,6 +253,8 @@ fn inference(fixture: &Fixture, folder: &str) -> NewInference {
             score: 0.5,
             overlapping: false,
             candidates: vec![],
+            verification: None,
+            drawn_by_person: false,
         },
     ];
     NewInference {

@@ -1,0 +1,302 @@
+//! The user's folders and stored pictures (contract 1.8): the frontend's field names, kept
+//! as they are. Every body names the caller's own storage (`container_name`), and every
+//! success is 200 (the frontend counts nothing else as success).
+
+use actix_web::{post, web};
+use inference::{DeletionMode, FolderService, InferenceResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::caller::Caller;
+use super::error::{ApiError, ErrorBody};
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(get_directories)
+        .service(create_dir)
+        .service(del)
+        .service(get_picture)
+        .service(delete_request)
+        .service(delete_permanently)
+        .service(delete_with_archive);
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ContainerBody {
+    /// The caller's user id.
+    container_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DirectoriesBody {
+    folders: Vec<FolderBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FolderBody {
+    folder_name: String,
+    picture_set_id: Uuid,
+    nb_pictures: usize,
+    pictures: Vec<PictureSummaryBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PictureSummaryBody {
+    picture_id: Uuid,
+    inference_exists: bool,
+    /// Its inference is verified box by box: the picture is training data.
+    is_validation: bool,
+}
+
+/// The caller's folders, each with its pictures ("General" always exists).
+#[utoipa::path(
+    request_body = ContainerBody,
+    responses(
+        (status = 200, body = DirectoriesBody),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's container"),
+    )
+)]
+#[post("/get-directories")]
+pub async fn get_directories(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<ContainerBody>,
+) -> Result<web::Json<DirectoriesBody>, ApiError> {
+    caller.check_named("container_name", &body.container_name)?;
+    let list = folders.list(caller.id).await?;
+    Ok(web::Json(DirectoriesBody {
+        folders: list
+            .into_iter()
+            .map(|contents| FolderBody {
+                folder_name: contents.folder.name,
+                picture_set_id: contents.folder.id,
+                nb_pictures: contents.pictures.len(),
+                pictures: contents
+                    .pictures
+                    .into_iter()
+                    .map(|p| PictureSummaryBody {
+                        picture_id: p.id,
+                        inference_exists: p.has_inference,
+                        is_validation: p.verified,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateDirBody {
+    container_name: String,
+    /// The new folder's name.
+    folder_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedFolderBody {
+    folder_name: String,
+    picture_set_id: Uuid,
+}
+
+/// Creates a folder.
+#[utoipa::path(
+    request_body = CreateDirBody,
+    responses(
+        (status = 200, body = CreatedFolderBody),
+        (status = 400, body = ErrorBody, description = "Not a usable folder name"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's container"),
+        (status = 409, body = ErrorBody, description = "The caller already has a folder of that name"),
+    )
+)]
+#[post("/create-dir")]
+pub async fn create_dir(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<CreateDirBody>,
+) -> Result<web::Json<CreatedFolderBody>, ApiError> {
+    caller.check_named("container_name", &body.container_name)?;
+    let folder = folders.create(caller.id, &body.folder_name).await?;
+    Ok(web::Json(CreatedFolderBody {
+        folder_name: folder.name,
+        picture_set_id: folder.id,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct DelBody {
+    container_name: String,
+    /// The folder's `picture_set_id` (the frontend's key name).
+    folder_name: String,
+}
+
+/// Deletes a folder: its verified pictures go to the archive (training data), the rest is
+/// deleted with its blobs. Answers `true`.
+#[utoipa::path(
+    request_body = DelBody,
+    responses(
+        (status = 200, body = bool),
+        (status = 400, body = ErrorBody, description = "folder_name is not a picture_set_id"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's container or folder"),
+        (status = 404, body = ErrorBody, description = "No such folder"),
+        (status = 409, body = ErrorBody, description = "The default folder cannot be deleted"),
+    )
+)]
+#[post("/del")]
+pub async fn del(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<DelBody>,
+) -> Result<web::Json<bool>, ApiError> {
+    caller.check_named("container_name", &body.container_name)?;
+    let folder_id = folder_id("folder_name", &body.folder_name)?;
+    folders
+        .delete(caller.id, folder_id, DeletionMode::Archive)
+        .await?;
+    Ok(web::Json(true))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct FolderUuidBody {
+    container_name: String,
+    /// The folder's `picture_set_id`.
+    folder_uuid: String,
+}
+
+/// `true` when the folder holds verified pictures: ask the user whether to archive them
+/// (`/delete-with-archive`) or to delete everything (`/delete-permanently`).
+#[utoipa::path(
+    request_body = FolderUuidBody,
+    responses(
+        (status = 200, body = bool),
+        (status = 400, body = ErrorBody, description = "folder_uuid is not a picture_set_id"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's container or folder"),
+        (status = 404, body = ErrorBody, description = "No such folder"),
+    )
+)]
+#[post("/delete-request")]
+pub async fn delete_request(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<FolderUuidBody>,
+) -> Result<web::Json<bool>, ApiError> {
+    caller.check_named("container_name", &body.container_name)?;
+    let folder_id = folder_id("folder_uuid", &body.folder_uuid)?;
+    Ok(web::Json(
+        folders.holds_verified(caller.id, folder_id).await?,
+    ))
+}
+
+/// Deletes a folder and everything in it, verified pictures too. Answers `true`.
+#[utoipa::path(
+    request_body = FolderUuidBody,
+    responses(
+        (status = 200, body = bool),
+        (status = 400, body = ErrorBody, description = "folder_uuid is not a picture_set_id"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's container or folder"),
+        (status = 404, body = ErrorBody, description = "No such folder"),
+        (status = 409, body = ErrorBody, description = "The default folder cannot be deleted"),
+    )
+)]
+#[post("/delete-permanently")]
+pub async fn delete_permanently(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<FolderUuidBody>,
+) -> Result<web::Json<bool>, ApiError> {
+    delete_folder(&folders, &caller, &body, DeletionMode::Permanently).await
+}
+
+/// Deletes a folder; its verified pictures move to the archive owner's storage (training
+/// data). Answers `true`.
+#[utoipa::path(
+    request_body = FolderUuidBody,
+    responses(
+        (status = 200, body = bool),
+        (status = 400, body = ErrorBody, description = "folder_uuid is not a picture_set_id"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's container or folder"),
+        (status = 404, body = ErrorBody, description = "No such folder"),
+        (status = 409, body = ErrorBody, description = "The default folder cannot be deleted"),
+    )
+)]
+#[post("/delete-with-archive")]
+pub async fn delete_with_archive(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<FolderUuidBody>,
+) -> Result<web::Json<bool>, ApiError> {
+    delete_folder(&folders, &caller, &body, DeletionMode::Archive).await
+}
+
+async fn delete_folder(
+    folders: &FolderService,
+    caller: &Caller,
+    body: &FolderUuidBody,
+    mode: DeletionMode,
+) -> Result<web::Json<bool>, ApiError> {
+    caller.check_named("container_name", &body.container_name)?;
+    let folder_id = folder_id("folder_uuid", &body.folder_uuid)?;
+    folders.delete(caller.id, folder_id, mode).await?;
+    Ok(web::Json(true))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct GetPictureBody {
+    container_name: String,
+    picture_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PictureBody {
+    picture_id: Uuid,
+    /// The latest inference as it stands now (what people verified shows); null if none.
+    inference: Option<InferenceResponse>,
+    /// `data:<type>;base64,<bytes>`.
+    image: String,
+}
+
+/// A stored picture with its latest inference.
+#[utoipa::path(
+    request_body = GetPictureBody,
+    responses(
+        (status = 200, body = PictureBody),
+        (status = 400, body = ErrorBody, description = "picture_id is not an id"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's container or picture"),
+        (status = 404, body = ErrorBody, description = "No such picture"),
+    )
+)]
+#[post("/get-picture")]
+pub async fn get_picture(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<GetPictureBody>,
+) -> Result<web::Json<PictureBody>, ApiError> {
+    caller.check_named("container_name", &body.container_name)?;
+    let picture_id = Uuid::parse_str(body.picture_id.trim()).map_err(|_| {
+        ApiError::bad_request(format!(
+            "picture_id: \"{}\" is not a picture id (from /get-directories)",
+            body.picture_id
+        ))
+    })?;
+    let found = folders.picture(caller.id, picture_id).await?;
+    Ok(web::Json(PictureBody {
+        picture_id: found.picture.id,
+        inference: found.inference,
+        image: found.data_url,
+    }))
+}
+
+fn folder_id(field: &str, given: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(given.trim()).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{field}: \"{given}\" is not a folder's picture_set_id (from /get-directories)"
+        ))
+    })
+}
