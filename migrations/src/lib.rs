@@ -11,6 +11,7 @@ mod m20261122_000001_create_tables;
 mod m20261122_000002_seed_species;
 mod m20261123_000001_dicom_series;
 mod m20261201_000001_folders_and_verification;
+mod m20261201_000002_feedback_and_import;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_seed_species::Migration),
             Box::new(m20261123_000001_dicom_series::Migration),
             Box::new(m20261201_000001_folders_and_verification::Migration),
+            Box::new(m20261201_000002_feedback_and_import::Migration),
         ]
     }
 }

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use inference::{CodecPool, FolderService, InferenceService, Ports, ServiceSettings};
+use inference::{
+    CodecPool, FeedbackService, FolderPorts, FolderService, InferenceService, Ports,
+    ServiceSettings,
+};
 use reference_models::ReferenceModels;
 use secrecy::ExposeSecret;
 use sql_store::SqlStore;
@@ -128,13 +131,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     ));
 
     let folders = Arc::new(FolderService::new(
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        blobs.clone(),
+        FolderPorts {
+            folders: store.clone(),
+            inferences: store.clone(),
+            users: store.clone(),
+            seeds: store.clone(),
+            blobs: blobs.clone(),
+        },
         codec,
         settings.folders.clone(),
     ));
+    let feedback = web::Data::new(FeedbackService::new(store.clone(), store.clone()));
     // Blobs of deletions that an earlier run could not finish.
     match folders.delete_queued_blobs().await {
         Ok(0) => {}
@@ -185,6 +192,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(inference_data.clone())
             .app_data(folders_data.clone())
+            .app_data(feedback.clone())
             .app_data(identity_data.clone())
             .app_data(admin_data.clone())
             .app_data(series_data.clone())

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use common::*;
 use datastore::{
     ArchiveDestination, BlobError, BlobInfo, BlobKey, BlobStore, Folder, FolderContents,
-    FolderDeletion, FolderStore, StoreError, StoredPicture,
+    FolderDeletion, FolderStore, ImportSession, ImportedPicture, StoreError, StoredPicture,
 };
-use inference::{CodecPool, DeletionMode, FolderService, FolderSettings};
+use inference::{CodecPool, DeletionMode, FolderPorts, FolderService, FolderSettings};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -80,6 +80,21 @@ impl FolderStore for FailingDeletion {
             "injected: the connection dropped".into(),
         ))
     }
+    async fn open_import(
+        &self,
+        u: Uuid,
+        c: &str,
+        n: &str,
+        expected: u32,
+    ) -> Result<(ImportSession, Folder), StoreError> {
+        self.0.open_import(u, c, n, expected).await
+    }
+    async fn find_import(&self, id: Uuid) -> Result<Option<ImportSession>, StoreError> {
+        self.0.find_import(id).await
+    }
+    async fn save_imported_picture(&self, picture: &ImportedPicture) -> Result<(), StoreError> {
+        self.0.save_imported_picture(picture).await
+    }
     async fn queued_blob_deletions(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         self.0.queued_blob_deletions(limit).await
     }
@@ -135,10 +150,13 @@ async fn blob_storage_fails_after_the_rows_are_gone(t: &TestBackend) {
         failing: AtomicBool::new(true),
     });
     let folders = FolderService::new(
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        blobs.clone(),
+        FolderPorts {
+            folders: store.clone(),
+            inferences: store.clone(),
+            users: store.clone(),
+            seeds: store.clone(),
+            blobs: blobs.clone(),
+        },
         CodecPool::new(1),
         settings(),
     );
@@ -172,10 +190,13 @@ async fn the_database_fails_before_any_blob_is_touched(t: &TestBackend) {
     let (user, folder) = a_folder_of_two_pictures(t).await;
     let store = t.backend.store.clone();
     let folders = FolderService::new(
-        Arc::new(FailingDeletion(store.clone())),
-        store.clone(),
-        store.clone(),
-        t.backend.blobs.clone(),
+        FolderPorts {
+            folders: Arc::new(FailingDeletion(store.clone())),
+            inferences: store.clone(),
+            users: store.clone(),
+            seeds: store.clone(),
+            blobs: t.backend.blobs.clone(),
+        },
         CodecPool::new(1),
         settings(),
     );

@@ -52,6 +52,11 @@ pub trait InferenceStore: Send + Sync {
     /// The saved inference, as [`save_inference`](Self::save_inference) was given it, with
     /// the verification of its boxes as it stands now.
     async fn find_inference(&self, id: Uuid) -> Result<Option<NewInference>, StoreError>;
+
+    /// Applies a person's feedback in one transaction: all of its changes or none. A change
+    /// to a box already verified, or an `Add` identical to a box already added (same
+    /// corners, same species), is a [`StoreError::Conflict`] and nothing is changed.
+    async fn record_feedback(&self, feedback: &Feedback) -> Result<(), StoreError>;
 }
 
 /// Folders (picture sets), their pictures, and deleting them with their blobs.
@@ -91,6 +96,18 @@ pub trait FolderStore: Send + Sync {
         folder_id: Uuid,
         archive: Option<ArchiveDestination>,
     ) -> Result<FolderDeletion, StoreError>;
+    /// Opens a batch import into the user's folder of that name (created when missing).
+    async fn open_import(
+        &self,
+        user_id: Uuid,
+        container: &str,
+        folder_name: &str,
+        expected_pictures: u32,
+    ) -> Result<(ImportSession, Folder), StoreError>;
+    async fn find_import(&self, id: Uuid) -> Result<Option<ImportSession>, StoreError>;
+    /// Saves a picture of a batch, counted against the batch's expected number in the same
+    /// transaction: a picture beyond it is a [`StoreError::Conflict`] and nothing is saved.
+    async fn save_imported_picture(&self, picture: &ImportedPicture) -> Result<(), StoreError>;
     /// Blobs queued for deletion, oldest first, at most `limit`.
     async fn queued_blob_deletions(&self, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Forgets queued blobs once they are deleted.

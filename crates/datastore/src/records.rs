@@ -75,6 +75,56 @@ pub struct BoxVerification {
     pub by: Uuid,
     /// The candidate naming the verified species; `None`: deleted, "not a seed".
     pub candidate_id: Option<Uuid>,
+    /// The analyst's reason, as the frontend sends it ("Wrong Seed", "No Seed", ...).
+    pub comment: Option<String>,
+}
+
+/// Box corners in whole pixels of the picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Corners {
+    pub top_x: i64,
+    pub top_y: i64,
+    pub bottom_x: i64,
+    pub bottom_y: i64,
+}
+
+/// A species a person names for a box.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamedSpecies {
+    /// A species in the database, by seed id.
+    Known(Uuid),
+    /// A name typed by hand that matches no known species (case-insensitively): the store
+    /// creates the species, unless a concurrent call just did.
+    New(String),
+}
+
+/// One change a person makes to an inference's boxes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BoxChange {
+    /// Verifies the box as its top candidate.
+    Confirm { box_id: Uuid },
+    /// Verifies the box as a species: one of its candidates, or a new candidate with score 0.
+    Verify { box_id: Uuid, species: NamedSpecies },
+    /// Moves the box (with a `Verify` of the same box in the same feedback).
+    Move { box_id: Uuid, corners: Corners },
+    /// Verifies the box as "not a seed": it stays listed, marked.
+    Delete { box_id: Uuid },
+    /// A seed the detector missed, drawn by a person: a new verified box.
+    Add {
+        box_id: Uuid,
+        corners: Corners,
+        species: NamedSpecies,
+    },
+}
+
+/// What one feedback call changes, all in one transaction, by whom and when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub inference_id: Uuid,
+    pub by: Uuid,
+    pub at: DateTime<Utc>,
+    pub comment: Option<String>,
+    pub changes: Vec<BoxChange>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,7 +158,8 @@ pub struct FolderContents {
 pub struct PictureSummary {
     pub id: Uuid,
     pub has_inference: bool,
-    /// Its latest inference has boxes and a person verified every one of them.
+    /// Labelled on import, or its latest inference has boxes and a person verified every
+    /// one of them.
     pub verified: bool,
 }
 
@@ -141,4 +192,37 @@ pub struct FolderDeletion {
     pub archived_pictures: usize,
     /// Blobs of the deleted rows, queued for deletion in the same transaction.
     pub queued_blobs: Vec<String>,
+}
+
+/// A batch of labelled pictures the frontend announced (`/new-batch-import`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub folder_id: Uuid,
+    pub expected_pictures: u32,
+    pub received_pictures: u32,
+}
+
+/// What a trusted person says of an imported picture: it is verified on arrival.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PictureLabel {
+    pub seed_id: Uuid,
+    pub zoom_level: f64,
+    pub nb_seeds: u32,
+}
+
+/// A picture imported in a batch, already labelled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportedPicture {
+    pub session_id: Uuid,
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub blob_key: String,
+    pub sha256: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub label: PictureLabel,
+    pub created_at: DateTime<Utc>,
 }

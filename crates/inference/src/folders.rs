@@ -1,5 +1,5 @@
 //! The user's folders (picture sets) and pictures: listing, creating, reading a picture
-//! back, and deleting a folder with its blobs.
+//! back, importing labelled pictures in batches, and deleting a folder with its blobs.
 //!
 //! Every operation is the caller's: a folder or picture of another user is refused
 //! ([`FolderError::Forbidden`]). Every user has a folder named by
@@ -19,14 +19,17 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::Utc;
 use datastore::{
     ArchiveDestination, BlobError, BlobKey, BlobStore, Folder, FolderContents, FolderDeletion,
-    FolderStore, InferenceStore, StoreError, StoredPicture, UserStore,
+    FolderStore, ImportedPicture, InferenceStore, PictureLabel, SeedStore, StoreError,
+    StoredPicture, UserStore,
 };
 use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::codec::CodecPool;
+use crate::picture::DecodedPicture;
 use crate::service::InferenceResponse;
 
 /// Blob deletions that run at once.
@@ -65,6 +68,15 @@ pub struct PictureWithInference {
 pub enum FolderError {
     #[error("folder_name: {0}")]
     InvalidName(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(
+        "the batch has received the {0} pictures it announced: open another with /new-batch-import"
+    )]
+    BatchFull(u32),
     #[error("you already have a folder named \"{0}\"")]
     AlreadyExists(String),
     #[error("{0}")]
@@ -93,25 +105,42 @@ pub struct FolderService {
     folders: Arc<dyn FolderStore>,
     inferences: Arc<dyn InferenceStore>,
     users: Arc<dyn UserStore>,
+    seeds: Arc<dyn SeedStore>,
     blobs: Arc<dyn BlobStore>,
     codec: CodecPool,
     settings: FolderSettings,
 }
 
+/// The adapters the folder use cases work through.
+pub struct FolderPorts {
+    pub folders: Arc<dyn FolderStore>,
+    pub inferences: Arc<dyn InferenceStore>,
+    pub users: Arc<dyn UserStore>,
+    pub seeds: Arc<dyn SeedStore>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+/// A labelled picture of a batch import, as the frontend sends it.
+#[derive(Clone, Debug)]
+pub struct LabelledUpload {
+    pub session_id: Uuid,
+    /// `data:image/<type>;base64,<data>`, checked as `/inf` checks it.
+    pub image: String,
+    /// The species: a seed id, or (without one) a known species' name.
+    pub seed_id: Option<Uuid>,
+    pub seed_name: Option<String>,
+    pub zoom_level: f64,
+    pub nb_seeds: u32,
+}
+
 impl FolderService {
-    pub fn new(
-        folders: Arc<dyn FolderStore>,
-        inferences: Arc<dyn InferenceStore>,
-        users: Arc<dyn UserStore>,
-        blobs: Arc<dyn BlobStore>,
-        codec: CodecPool,
-        settings: FolderSettings,
-    ) -> Self {
+    pub fn new(ports: FolderPorts, codec: CodecPool, settings: FolderSettings) -> Self {
         Self {
-            folders,
-            inferences,
-            users,
-            blobs,
+            folders: ports.folders,
+            inferences: ports.inferences,
+            users: ports.users,
+            seeds: ports.seeds,
+            blobs: ports.blobs,
             codec,
             settings,
         }
@@ -212,6 +241,140 @@ impl FolderService {
             picture,
             data_url,
             inference,
+        })
+    }
+
+    /// `/new-batch-import`: a batch of `expected` labelled pictures into the caller's folder
+    /// of that name (created when missing). Returns the batch's id.
+    pub async fn open_import(
+        &self,
+        caller: Uuid,
+        folder_name: &str,
+        expected: u32,
+    ) -> Result<Uuid, FolderError> {
+        BlobKey::check_segment(folder_name).map_err(FolderError::InvalidName)?;
+        if expected == 0 {
+            return Err(FolderError::Invalid {
+                field: "nb_pictures",
+                message: "a batch announces at least one picture".into(),
+            });
+        }
+        let (session, _) = self
+            .folders
+            .open_import(caller, &caller.to_string(), folder_name, expected)
+            .await?;
+        Ok(session.id)
+    }
+
+    /// `/upload-picture`: a labelled picture of an open batch, verified on arrival. A batch
+    /// that was not opened, another user's, or one that has received every picture it
+    /// announced is refused, and nothing is kept.
+    pub async fn upload(&self, caller: Uuid, upload: LabelledUpload) -> Result<Uuid, FolderError> {
+        let session = self
+            .folders
+            .find_import(upload.session_id)
+            .await?
+            .ok_or_else(|| {
+                FolderError::NotFound(format!(
+                    "session_id: no batch {} (open one with /new-batch-import)",
+                    upload.session_id
+                ))
+            })?;
+        if session.user_id != caller {
+            return Err(FolderError::Forbidden(format!(
+                "session_id: the batch {} is another user's",
+                session.id
+            )));
+        }
+        if session.received_pictures >= session.expected_pictures {
+            return Err(FolderError::BatchFull(session.expected_pictures));
+        }
+        let label = PictureLabel {
+            seed_id: self
+                .species(upload.seed_id, upload.seed_name.as_deref())
+                .await?,
+            zoom_level: upload.zoom_level,
+            nb_seeds: upload.nb_seeds,
+        };
+        if !(label.zoom_level.is_finite() && label.zoom_level > 0.0) {
+            return Err(FolderError::Invalid {
+                field: "zoom_level",
+                message: format!("{} is not a positive number", label.zoom_level),
+            });
+        }
+        let folder = self
+            .folders
+            .find_folder(session.folder_id)
+            .await?
+            .ok_or_else(|| {
+                FolderError::NotFound(format!("the batch's folder {} is gone", session.folder_id))
+            })?;
+        let image = upload.image;
+        let picture = self
+            .codec
+            .run(move || DecodedPicture::from_data_url(&image))
+            .await
+            .map_err(|e| FolderError::Invalid {
+                field: "image",
+                message: e.to_string(),
+            })?;
+        let id = Uuid::new_v4();
+        let key = BlobKey::from_segments(&[
+            folder.container.as_str(),
+            folder.name.as_str(),
+            &format!("{id}.{}", picture.format.extension()),
+        ])
+        .map_err(FolderError::Storage)?;
+        self.blobs.put_new(&key, picture.bytes.clone()).await?;
+        let saved = self
+            .folders
+            .save_imported_picture(&ImportedPicture {
+                session_id: session.id,
+                id,
+                user_id: caller,
+                blob_key: key.to_string(),
+                sha256: picture.sha256.clone(),
+                content_type: picture.format.mime_type().to_owned(),
+                width: picture.width(),
+                height: picture.height(),
+                label,
+                created_at: Utc::now(),
+            })
+            .await;
+        if let Err(error) = saved {
+            if let Err(undo) = self.blobs.delete(&key).await {
+                tracing::error!(%key, %undo, "could not delete the blob of a refused upload");
+            }
+            return Err(match error {
+                StoreError::Conflict(_) => FolderError::BatchFull(session.expected_pictures),
+                other => other.into(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// A seed id that exists, or the id of a known species named (case-insensitively).
+    async fn species(&self, id: Option<Uuid>, name: Option<&str>) -> Result<Uuid, FolderError> {
+        let seeds = self.seeds.list_seeds().await?;
+        let found = match (id, name.map(str::trim).filter(|n| !n.is_empty())) {
+            (Some(id), _) => seeds.iter().find(|s| s.id == id),
+            (None, Some(name)) => seeds.iter().find(|s| s.name.eq_ignore_ascii_case(name)),
+            (None, None) => {
+                return Err(FolderError::Invalid {
+                    field: "seed_id",
+                    message: "missing: name the pictures' species (see /seeds)".into(),
+                });
+            }
+        };
+        found.map(|s| s.id).ok_or_else(|| FolderError::Invalid {
+            field: "seed_id",
+            message: format!(
+                "{} is no known species (see /seeds)",
+                id.map_or_else(
+                    || format!("\"{}\"", name.unwrap_or_default()),
+                    |i| i.to_string()
+                )
+            ),
         })
     }
 

@@ -5,6 +5,7 @@
 //! - [`result`]: the last model's boxes become pixels, overlap flags and colours (contract 1.4).
 //! - [`service`]: the `/inf` use case: check, run, process, then store everything or nothing.
 //! - [`stored`]: a saved inference rebuilt from its rows, with what people verified since.
+//! - [`feedback`]: a person verifies, corrects, deletes or adds boxes.
 //! - [`folders`]: the user's folders and pictures; deleting them with their blobs.
 //!
 //! Architecture invariant: no I/O but through ports ([`ports::ModelClient`] here, the
@@ -12,6 +13,7 @@
 //! ([`codec::CodecPool`]), never on the async executor's threads.
 
 pub mod codec;
+pub mod feedback;
 pub mod folders;
 pub mod picture;
 pub mod ports;
@@ -21,7 +23,11 @@ pub mod service;
 pub mod stored;
 
 pub use codec::CodecPool;
-pub use folders::{DeletionMode, FolderError, FolderService, FolderSettings, PictureWithInference};
+pub use feedback::{BoxFeedback, DrawnCorners, FeedbackError, FeedbackService, SpeciesName};
+pub use folders::{
+    DeletionMode, FolderError, FolderPorts, FolderService, FolderSettings, LabelledUpload,
+    PictureWithInference,
+};
 pub use picture::{DecodedPicture, PictureError, PictureFormat};
 pub use ports::{DetectedBox, ModelCallError, ModelClient, NormalizedBox, RankedLabel};
 pub use result::{Color, ColorFormat, ProcessedBox, ProcessedResult, process};

@@ -107,6 +107,8 @@ pub struct ResponseBox {
     pub object_type_id: Option<Uuid>,
     /// A person verified the box (feedback); verified boxes are drawn green.
     pub is_verified: bool,
+    /// A person said it is not a seed: still listed, so that the frontend can grey it.
+    pub is_deleted: bool,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -364,6 +366,7 @@ impl InferenceService {
                 top_id: new_box.candidates[0].id,
                 object_type_id: seed_ids.get(&b.label.to_lowercase()).copied(),
                 is_verified: false,
+                is_deleted: false,
             });
             boxes.push(new_box);
         }

@@ -1,8 +1,9 @@
 //! A saved inference as the frontend reads it again (`/get-picture`, and after feedback):
 //! rebuilt from its rows, so that what a person verified since shows.
 //!
-//! Labels, scores, `top_id`, `is_verified` and `object_type_id` come from the rows (the
-//! verified candidate wins over the model's top one); colours and label counts are computed
+//! Labels, scores, `top_id`, `is_verified`, `is_deleted` and `object_type_id` come from the
+//! rows (the verified candidate wins over the model's top one; a box deleted as "not a seed"
+//! stays listed, marked, and is not counted in `labelOccurrence`); colours and label counts are computed
 //! again over the current labels with the palette of contract 1.4, in the colour format the
 //! `/inf` request chose; overlap indices, file name and models come from the result document
 //! written at `/inf` time.
@@ -27,12 +28,18 @@ pub fn rebuild(stored: &NewInference) -> InferenceResponse {
     let mut boxes = Vec::with_capacity(stored.boxes.len());
     for b in &stored.boxes {
         let (chosen, score) = chosen_candidate(b);
+        let deleted = b
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.candidate_id.is_none());
         let label = chosen.map_or_else(|| b.label.clone(), |c| c.label.clone());
         let next = colors.len();
         let color = *colors
             .entry(label.clone())
             .or_insert_with(|| Color::for_label_index(next, format));
-        *label_occurrence.entry(label.clone()).or_insert(0) += 1;
+        if !deleted {
+            *label_occurrence.entry(label.clone()).or_insert(0) += 1;
+        }
         boxes.push(ResponseBox {
             bbox: BoxCoordinates {
                 top_x: b.top_x,
@@ -56,8 +63,9 @@ pub fn rebuild(stored: &NewInference) -> InferenceResponse {
             color,
             box_id: b.id,
             top_id: chosen.map_or(Uuid::nil(), |c| c.id),
-            object_type_id: chosen.and_then(|c| c.seed_id),
+            object_type_id: chosen.and_then(|c| c.seed_id).filter(|_| !deleted),
             is_verified: b.verification.is_some(),
+            is_deleted: deleted,
         });
     }
     InferenceResponse {
@@ -81,15 +89,16 @@ pub fn rebuild(stored: &NewInference) -> InferenceResponse {
 }
 
 /// The candidate a box stands for, and the score to show: the verified one (score 1, a
-/// person's certainty) once verified, else the model's top one (the box's own score).
+/// person's certainty) once verified as a species, else the model's top one with the box's
+/// own score (a box deleted as "not a seed" keeps what the model said).
 fn chosen_candidate(b: &NewBox) -> (Option<&NewCandidate>, Option<f64>) {
-    match &b.verification {
-        Some(v) => {
-            let verified = v
-                .candidate_id
-                .and_then(|id| b.candidates.iter().find(|c| c.id == id));
-            (verified.or(b.candidates.first()), Some(1.0))
-        }
+    let verified = b
+        .verification
+        .as_ref()
+        .and_then(|v| v.candidate_id)
+        .and_then(|id| b.candidates.iter().find(|c| c.id == id));
+    match verified {
+        Some(candidate) => (Some(candidate), Some(1.0)),
         None => (b.candidates.first(), None),
     }
 }

@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::Utc;
 use datastore::{
-    ArchiveDestination, Folder, FolderContents, FolderDeletion, FolderStore, PictureSummary,
-    StoreError, StoredPicture,
+    ArchiveDestination, Folder, FolderContents, FolderDeletion, FolderStore, ImportSession,
+    ImportedPicture, PictureSummary, StoreError, StoredPicture,
 };
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect,
@@ -17,11 +17,26 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::connection::stored_time;
-use crate::entities::{blob_deletion, inference, inference_box, picture, picture_set};
+use crate::entities::{
+    blob_deletion, import_session, inference, inference_box, picture, picture_set,
+};
 use crate::error::store_error;
 
 /// Ids per `IN (...)` list: well below the bound-parameter limits of SQLite and Postgres.
 const IDS_PER_QUERY: usize = 500;
+
+fn to_import(row: import_session::Model) -> Result<ImportSession, StoreError> {
+    let count = |what: &str, value: i64| {
+        u32::try_from(value).map_err(|_| crate::error::out_of_range(what, value))
+    };
+    Ok(ImportSession {
+        id: row.id,
+        user_id: row.user_id,
+        folder_id: row.picture_set_id,
+        expected_pictures: count("expected pictures", row.expected_pictures)?,
+        received_pictures: count("received pictures", row.received_pictures)?,
+    })
+}
 
 fn to_folder(row: picture_set::Model) -> Folder {
     Folder {
@@ -46,19 +61,17 @@ impl FolderStore for SqlStore {
         let pictures = pictures_of(db, &set_ids).await?;
         let picture_ids: Vec<Uuid> = pictures.iter().map(|p| p.id).collect();
         let latest = latest_inferences(db, &picture_ids).await?;
-        let verified =
-            verified_inferences(db, &latest.values().copied().collect::<Vec<_>>()).await?;
+        let verified = verified_pictures(db, &pictures, &latest).await?;
 
         let mut by_set: HashMap<Uuid, Vec<PictureSummary>> = HashMap::new();
         for p in pictures {
-            let latest = latest.get(&p.id);
             by_set
                 .entry(p.picture_set_id)
                 .or_default()
                 .push(PictureSummary {
                     id: p.id,
-                    has_inference: latest.is_some(),
-                    verified: latest.is_some_and(|i| verified.contains(i)),
+                    has_inference: latest.contains_key(&p.id),
+                    verified: verified.contains(&p.id),
                 });
         }
         Ok(sets
@@ -113,9 +126,7 @@ impl FolderStore for SqlStore {
         let pictures = pictures_of(db, &[folder_id]).await?;
         let ids: Vec<Uuid> = pictures.iter().map(|p| p.id).collect();
         let latest = latest_inferences(db, &ids).await?;
-        let verified =
-            verified_inferences(db, &latest.values().copied().collect::<Vec<_>>()).await?;
-        Ok(latest.values().filter(|i| verified.contains(i)).count())
+        Ok(verified_pictures(db, &pictures, &latest).await?.len())
     }
 
     async fn find_picture(&self, id: Uuid) -> Result<Option<StoredPicture>, StoreError> {
@@ -148,14 +159,8 @@ impl FolderStore for SqlStore {
         let pictures = pictures_of(&txn, &[folder_id]).await?;
         let ids: Vec<Uuid> = pictures.iter().map(|p| p.id).collect();
         let latest = latest_inferences(&txn, &ids).await?;
-        let verified =
-            verified_inferences(&txn, &latest.values().copied().collect::<Vec<_>>()).await?;
         let keep: HashSet<Uuid> = match archive {
-            Some(_) => latest
-                .iter()
-                .filter(|(_, inference)| verified.contains(inference))
-                .map(|(picture, _)| *picture)
-                .collect(),
+            Some(_) => verified_pictures(&txn, &pictures, &latest).await?,
             None => HashSet::new(),
         };
 
@@ -227,6 +232,90 @@ impl FolderStore for SqlStore {
         deletion.deleted_pictures = doomed_ids.len();
         deletion.queued_blobs = blobs;
         Ok(deletion)
+    }
+
+    async fn open_import(
+        &self,
+        user_id: Uuid,
+        container: &str,
+        folder_name: &str,
+        expected_pictures: u32,
+    ) -> Result<(ImportSession, Folder), StoreError> {
+        let txn = self.begin_write().await?;
+        let set = find_or_create_set(&txn, user_id, container, folder_name).await?;
+        let session = import_session::Model {
+            id: Uuid::new_v4(),
+            user_id,
+            picture_set_id: set.id,
+            expected_pictures: i64::from(expected_pictures),
+            received_pictures: 0,
+            created_at: stored_time(Utc::now()),
+        };
+        import_session::Entity::insert(session.clone().into_active_model())
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store_error)?;
+        txn.commit().await.map_err(store_error)?;
+        Ok((to_import(session)?, to_folder(set)))
+    }
+
+    async fn find_import(&self, id: Uuid) -> Result<Option<ImportSession>, StoreError> {
+        import_session::Entity::find_by_id(id)
+            .one(self.connection())
+            .await
+            .map_err(store_error)?
+            .map(to_import)
+            .transpose()
+    }
+
+    async fn save_imported_picture(&self, new: &ImportedPicture) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        let counted = import_session::Entity::update_many()
+            .col_expr(
+                import_session::Column::ReceivedPictures,
+                Expr::col(import_session::Column::ReceivedPictures).add(1),
+            )
+            .filter(import_session::Column::Id.eq(new.session_id))
+            .filter(
+                Expr::col(import_session::Column::ReceivedPictures)
+                    .lt(Expr::col(import_session::Column::ExpectedPictures)),
+            )
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if counted.rows_affected == 0 {
+            let _ = txn.rollback().await;
+            return Err(StoreError::Conflict(format!(
+                "the batch {} has received every picture it announced",
+                new.session_id
+            )));
+        }
+        let session = import_session::Entity::find_by_id(new.session_id)
+            .one(&txn)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| StoreError::Database(format!("no batch {}", new.session_id)))?;
+        picture::Entity::insert(
+            picture::Model {
+                id: new.id,
+                picture_set_id: session.picture_set_id,
+                user_id: new.user_id,
+                blob_key: new.blob_key.clone(),
+                sha256: new.sha256.clone(),
+                content_type: new.content_type.clone(),
+                width: i64::from(new.width),
+                height: i64::from(new.height),
+                created_at: stored_time(new.created_at),
+                labelled_seed_id: Some(new.label.seed_id),
+                zoom_level: Some(new.label.zoom_level),
+                nb_seeds: Some(i64::from(new.label.nb_seeds)),
+            }
+            .into_active_model(),
+        )
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store_error)?;
+        txn.commit().await.map_err(store_error)
     }
 
     async fn queued_blob_deletions(&self, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -336,8 +425,25 @@ async fn latest_inferences<C: ConnectionTrait>(
     Ok(latest)
 }
 
+/// The verified ones of `pictures`: labelled on import, or whose latest inference is.
+async fn verified_pictures<C: ConnectionTrait>(
+    db: &C,
+    pictures: &[picture::Model],
+    latest: &HashMap<Uuid, Uuid>,
+) -> Result<HashSet<Uuid>, StoreError> {
+    let inferences: Vec<Uuid> = latest.values().copied().collect();
+    let verified = verified_inferences(db, &inferences).await?;
+    Ok(pictures
+        .iter()
+        .filter(|p| {
+            p.labelled_seed_id.is_some() || latest.get(&p.id).is_some_and(|i| verified.contains(i))
+        })
+        .map(|p| p.id)
+        .collect())
+}
+
 /// Those of `inference_ids` that are verified: they have boxes, and every box is verified.
-pub(crate) async fn verified_inferences<C: ConnectionTrait>(
+async fn verified_inferences<C: ConnectionTrait>(
     db: &C,
     inference_ids: &[Uuid],
 ) -> Result<HashSet<Uuid>, StoreError> {

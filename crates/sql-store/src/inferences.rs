@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use datastore::{
-    BoxVerification, InferenceStore, NewBox, NewCandidate, NewInference, NewPicture, StoreError,
+    BoxVerification, Feedback, InferenceStore, NewBox, NewCandidate, NewInference, NewPicture,
+    StoreError,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
@@ -121,6 +122,10 @@ impl InferenceStore for SqlStore {
             created_at: row.created_at,
         }))
     }
+
+    async fn record_feedback(&self, feedback: &Feedback) -> Result<(), StoreError> {
+        crate::feedback::record(self, feedback).await
+    }
 }
 
 async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Result<(), StoreError> {
@@ -145,6 +150,9 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
             width: i64::from(new.picture.width),
             height: i64::from(new.picture.height),
             created_at,
+            labelled_seed_id: None,
+            zoom_level: None,
+            nb_seeds: None,
         }
         .into_active_model(),
     )
@@ -185,6 +193,7 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
             verified_at: b.verification.as_ref().map(|v| stored_time(v.at)),
             verified_by: b.verification.as_ref().map(|v| v.by),
             verified_candidate_id: b.verification.as_ref().and_then(|v| v.candidate_id),
+            verification_comment: b.verification.as_ref().and_then(|v| v.comment.clone()),
             drawn_by_person: b.drawn_by_person,
         })
         .collect();
@@ -258,6 +267,7 @@ fn verification(row: &inference_box::Model) -> Option<BoxVerification> {
             at,
             by,
             candidate_id: row.verified_candidate_id,
+            comment: row.verification_comment.clone(),
         }),
         _ => None,
     }

@@ -11,6 +11,7 @@ mod catalogue;
 mod connection;
 mod entities;
 mod error;
+mod feedback;
 mod folders;
 mod inferences;
 mod seeds;

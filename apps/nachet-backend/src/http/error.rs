@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use inference::{FolderError, InferError};
+use inference::{FeedbackError, FolderError, InferError};
 use serde::Serialize;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -93,11 +93,26 @@ impl From<InferError> for ApiError {
 impl From<FolderError> for ApiError {
     fn from(error: FolderError) -> Self {
         let status = match &error {
-            FolderError::InvalidName(_) => StatusCode::BAD_REQUEST,
-            FolderError::AlreadyExists(_) | FolderError::DefaultFolder(_) => StatusCode::CONFLICT,
+            FolderError::InvalidName(_) | FolderError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            FolderError::AlreadyExists(_)
+            | FolderError::DefaultFolder(_)
+            | FolderError::BatchFull(_) => StatusCode::CONFLICT,
             FolderError::NotFound(_) => StatusCode::NOT_FOUND,
             FolderError::Forbidden(_) => StatusCode::FORBIDDEN,
             FolderError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(error: FeedbackError) -> Self {
+        let status = match &error {
+            FeedbackError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            FeedbackError::NotFound(_) => StatusCode::NOT_FOUND,
+            FeedbackError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FeedbackError::AlreadyVerified(_) => StatusCode::CONFLICT,
+            FeedbackError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())
     }

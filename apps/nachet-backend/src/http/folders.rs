@@ -3,7 +3,7 @@
 //! success is 200 (the frontend counts nothing else as success).
 
 use actix_web::{post, web};
-use inference::{DeletionMode, FolderService, InferenceResponse};
+use inference::{DeletionMode, FolderService, InferenceResponse, LabelledUpload};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -19,7 +19,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(get_picture)
         .service(delete_request)
         .service(delete_permanently)
-        .service(delete_with_archive);
+        .service(delete_with_archive)
+        .service(new_batch_import)
+        .service(upload_picture);
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -299,4 +301,139 @@ fn folder_id(field: &str, given: &str) -> Result<Uuid, ApiError> {
             "{field}: \"{given}\" is not a folder's picture_set_id (from /get-directories)"
         ))
     })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewBatchImportBody {
+    user_id: String,
+    container_name: String,
+    /// The folder the pictures go into (created when missing).
+    folder_name: String,
+    /// How many pictures the batch will send (> 0).
+    nb_pictures: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchImportBody {
+    session_id: Uuid,
+}
+
+/// Opens a batch of already-labelled pictures; send each with `/upload-picture`.
+#[utoipa::path(
+    request_body = NewBatchImportBody,
+    responses(
+        (status = 200, body = BatchImportBody),
+        (status = 400, body = ErrorBody, description = "nb_pictures is 0, or not a usable folder name"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's id or container"),
+    )
+)]
+#[post("/new-batch-import")]
+pub async fn new_batch_import(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<NewBatchImportBody>,
+) -> Result<web::Json<BatchImportBody>, ApiError> {
+    caller.check_named("user_id", &body.user_id)?;
+    caller.check_named("container_name", &body.container_name)?;
+    let session_id = folders
+        .open_import(caller.id, &body.folder_name, body.nb_pictures)
+        .await?;
+    Ok(web::Json(BatchImportBody { session_id }))
+}
+
+/// A number as JSON number or as text (form fields often arrive as text).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum NumberOrText {
+    Number(f64),
+    Text(String),
+}
+
+impl NumberOrText {
+    fn value(&self, field: &str) -> Result<f64, ApiError> {
+        match self {
+            Self::Number(n) => Ok(*n),
+            Self::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("{field}: \"{text}\" is not a number"))),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UploadPictureBody {
+    container_name: String,
+    user_id: String,
+    /// The species, as in `/seeds`; without it, `seed_name` must name a known species.
+    #[serde(default)]
+    seed_id: Option<String>,
+    #[serde(default)]
+    seed_name: Option<String>,
+    zoom_level: NumberOrText,
+    nb_seeds: NumberOrText,
+    session_id: String,
+    /// `data:image/<type>;base64,<data>`.
+    image: String,
+}
+
+/// A labelled picture of an open batch; it is verified on arrival. Answers `true`.
+#[utoipa::path(
+    request_body = UploadPictureBody,
+    responses(
+        (status = 200, body = bool),
+        (status = 400, body = ErrorBody, description = "An unknown species, a bad number, an image that does not decode"),
+        (status = 401, body = ErrorBody, description = "No valid identity"),
+        (status = 403, body = ErrorBody, description = "Another user's id, container or batch"),
+        (status = 404, body = ErrorBody, description = "No such batch"),
+        (status = 409, body = ErrorBody, description = "The batch has received every picture it announced"),
+    )
+)]
+#[post("/upload-picture")]
+pub async fn upload_picture(
+    folders: web::Data<FolderService>,
+    caller: Caller,
+    body: web::Json<UploadPictureBody>,
+) -> Result<web::Json<bool>, ApiError> {
+    let body = body.into_inner();
+    caller.check_named("user_id", &body.user_id)?;
+    caller.check_named("container_name", &body.container_name)?;
+    let nb_seeds = body.nb_seeds.value("nb_seeds")?;
+    if !(nb_seeds >= 0.0 && nb_seeds.fract() == 0.0 && nb_seeds <= f64::from(u32::MAX)) {
+        return Err(ApiError::bad_request(format!(
+            "nb_seeds: {nb_seeds} is not a count of seeds"
+        )));
+    }
+    let seed_id = match body
+        .seed_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(text) => Some(Uuid::parse_str(text).map_err(|_| {
+            ApiError::bad_request(format!("seed_id: \"{text}\" is not a seed id (see /seeds)"))
+        })?),
+        None => None,
+    };
+    let session_id = Uuid::parse_str(body.session_id.trim()).map_err(|_| {
+        ApiError::bad_request(format!(
+            "session_id: \"{}\" is not a batch id (from /new-batch-import)",
+            body.session_id
+        ))
+    })?;
+    folders
+        .upload(
+            caller.id,
+            LabelledUpload {
+                session_id,
+                image: body.image,
+                seed_id,
+                seed_name: body.seed_name,
+                zoom_level: body.zoom_level.value("zoom_level")?,
+                nb_seeds: nb_seeds as u32,
+            },
+        )
+        .await?;
+    Ok(web::Json(true))
 }

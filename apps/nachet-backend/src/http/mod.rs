@@ -5,6 +5,7 @@ mod auth;
 mod caller;
 pub mod cors;
 pub mod error;
+mod feedback;
 mod folders;
 pub mod identity;
 mod openapi;
@@ -19,6 +20,7 @@ pub use openapi::ApiDoc;
 pub fn routes(config: &mut web::ServiceConfig) {
     seeds::routes(config);
     folders::routes(config);
+    feedback::routes(config);
     series::routes(config);
     admin::routes(config);
     openapi::routes(config);

@@ -21,6 +21,8 @@ pub struct Model {
     pub verified_by: Option<Uuid>,
     /// The verified species' candidate; `None` for a verified box deleted as "not a seed".
     pub verified_candidate_id: Option<Uuid>,
+    /// The analyst's reason, as the frontend sends it ("Wrong Seed", "No Seed", ...).
+    pub verification_comment: Option<String>,
     /// Drawn by a person (a seed the detector missed).
     pub drawn_by_person: bool,
 }

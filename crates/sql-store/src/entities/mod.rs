@@ -8,6 +8,7 @@ pub mod catalogue_pipeline;
 pub mod dicom_organization;
 pub mod dicom_prediction_job;
 pub mod dicom_series;
+pub mod import_session;
 pub mod inference;
 pub mod inference_box;
 pub mod picture;
