@@ -18,8 +18,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use inference::{
-    CodecPool, FeedbackService, FolderPorts, FolderService, InferenceService, Ports,
-    ServiceSettings,
+    CodecPool, DatasetService, FeedbackService, FolderPorts, FolderService, InferenceService,
+    Ports, ServiceSettings,
 };
 use reference_models::ReferenceModels;
 use secrecy::ExposeSecret;
@@ -27,6 +27,61 @@ use sql_store::SqlStore;
 
 pub use config::Settings;
 pub use reference_catalogue::reference_catalogue;
+
+/// The database (migrated) and blob storage the settings name.
+async fn open_storage(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<SqlStore>, Arc<dyn datastore::BlobStore>)> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let store = SqlStore::connect(settings.database.url.expose_secret())
+        .await
+        .context("cannot open the database (setting database.url)")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let blobs: Arc<dyn datastore::BlobStore> = Arc::new(
+        blob_store::open(&settings.blob).context("cannot open blob storage (settings blob.*)")?,
+    );
+    Ok((Arc::new(store), blobs))
+}
+
+/// `nachet-backend export-dataset`: the verified dataset as a ZIP file, from the database
+/// and blob storage of the settings (the server need not run).
+pub async fn export_dataset(
+    settings: &Settings,
+    user_email: Option<&str>,
+    mut filter: datastore::DatasetFilter,
+    out: std::path::PathBuf,
+) -> anyhow::Result<inference::ExportSummary> {
+    use datastore::UserStore;
+    let (store, blobs) = open_storage(settings).await?;
+    if let Some(email) = user_email {
+        let email = email.trim().to_lowercase();
+        let user = store
+            .find_by_email(&email)
+            .await?
+            .with_context(|| format!("no user {email}"))?;
+        filter.user_id = Some(user.id);
+    }
+    let file = std::fs::File::create_new(&out)
+        .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
+    let dataset = inference::DatasetService::new(store.clone(), store, blobs);
+    let runtime = tokio::runtime::Handle::current();
+    // The ZIP writer blocks: the export runs on a blocking thread.
+    tokio::task::spawn_blocking(move || {
+        let mut sink = dataset_zip::ZipSink::new(std::io::BufWriter::new(file));
+        runtime.block_on(dataset.export(filter, &mut sink))
+    })
+    .await
+    .context("the export thread failed")?
+    .context("the export failed")
+}
 
 /// A running backend. Dropping it does not stop it: call [`Backend::stop`].
 pub struct Backend {
@@ -67,25 +122,7 @@ impl Backend {
 }
 
 pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "cannot create the data folder {}",
-            settings.data_dir.display()
-        )
-    })?;
-
-    let store = SqlStore::connect(settings.database.url.expose_secret())
-        .await
-        .context("cannot open the database (setting database.url)")?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
-    let store = Arc::new(store);
-
-    let blobs: Arc<dyn datastore::BlobStore> = Arc::new(
-        blob_store::open(&settings.blob).context("cannot open blob storage (settings blob.*)")?,
-    );
+    let (store, blobs) = open_storage(&settings).await?;
 
     let reference_models = if settings.reference_models.enabled {
         let mut options = reference_models::Options::new(
@@ -142,6 +179,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         settings.folders.clone(),
     ));
     let feedback = web::Data::new(FeedbackService::new(store.clone(), store.clone()));
+    let dataset = web::Data::new(DatasetService::new(
+        store.clone(),
+        store.clone(),
+        blobs.clone(),
+    ));
     // Blobs of deletions that an earlier run could not finish.
     match folders.delete_queued_blobs().await {
         Ok(0) => {}
@@ -193,6 +235,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             .app_data(inference_data.clone())
             .app_data(folders_data.clone())
             .app_data(feedback.clone())
+            .app_data(dataset.clone())
             .app_data(identity_data.clone())
             .app_data(admin_data.clone())
             .app_data(series_data.clone())

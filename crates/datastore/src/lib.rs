@@ -59,6 +59,20 @@ pub trait InferenceStore: Send + Sync {
     async fn record_feedback(&self, feedback: &Feedback) -> Result<(), StoreError>;
 }
 
+/// The verified dataset, read in pages so that an export never holds it whole.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait DatasetStore: Send + Sync {
+    /// The verified pictures among the next `limit` pictures (oldest first) after `after`
+    /// that pass `filter`.
+    async fn dataset_page(
+        &self,
+        filter: &DatasetFilter,
+        after: Option<DatasetCursor>,
+        limit: usize,
+    ) -> Result<DatasetPage, StoreError>;
+}
+
 /// Folders (picture sets), their pictures, and deleting them with their blobs.
 ///
 /// Deleting never leaves rows without blobs or blobs without rows: rows go and their blobs

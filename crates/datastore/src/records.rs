@@ -226,3 +226,57 @@ pub struct ImportedPicture {
     pub label: PictureLabel,
     pub created_at: DateTime<Utc>,
 }
+
+/// Which verified pictures a dataset export takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatasetFilter {
+    /// One user's pictures; `None`: everyone's (administrators).
+    pub user_id: Option<Uuid>,
+    /// One folder.
+    pub folder_id: Option<Uuid>,
+    /// Pictures taken at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Pictures taken before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Where a paged read of the dataset stopped: the last picture scanned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatasetCursor {
+    pub created_at: DateTime<Utc>,
+    pub picture_id: Uuid,
+}
+
+/// A verified picture and its verified seeds, as training data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetPicture {
+    pub id: Uuid,
+    pub owner_email: String,
+    pub folder_name: String,
+    pub blob_key: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub created_at: DateTime<Utc>,
+    /// Labelled on import (such a picture has no boxes).
+    pub label: Option<PictureLabel>,
+    /// The boxes verified as seeds (boxes deleted as "not a seed" are left out).
+    pub boxes: Vec<DatasetBox>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetBox {
+    pub corners: Corners,
+    pub seed_id: Uuid,
+    pub drawn_by_person: bool,
+    pub verified_by: String,
+    pub verified_at: DateTime<Utc>,
+}
+
+/// One page of a dataset read: the verified pictures among those scanned, and where to go on
+/// (`None`: nothing is left).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DatasetPage {
+    pub pictures: Vec<DatasetPicture>,
+    pub next: Option<DatasetCursor>,
+}

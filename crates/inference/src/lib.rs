@@ -5,6 +5,7 @@
 //! - [`result`]: the last model's boxes become pixels, overlap flags and colours (contract 1.4).
 //! - [`service`]: the `/inf` use case: check, run, process, then store everything or nothing.
 //! - [`stored`]: a saved inference rebuilt from its rows, with what people verified since.
+//! - [`dataset`]: the verified pictures and a COCO document, out to an archive.
 //! - [`feedback`]: a person verifies, corrects, deletes or adds boxes.
 //! - [`folders`]: the user's folders and pictures; deleting them with their blobs.
 //!
@@ -13,6 +14,7 @@
 //! ([`codec::CodecPool`]), never on the async executor's threads.
 
 pub mod codec;
+pub mod dataset;
 pub mod feedback;
 pub mod folders;
 pub mod picture;
@@ -23,6 +25,7 @@ pub mod service;
 pub mod stored;
 
 pub use codec::CodecPool;
+pub use dataset::{DatasetError, DatasetService, DatasetSink, ExportSummary};
 pub use feedback::{BoxFeedback, DrawnCorners, FeedbackError, FeedbackService, SpeciesName};
 pub use folders::{
     DeletionMode, FolderError, FolderPorts, FolderService, FolderSettings, LabelledUpload,

@@ -235,6 +235,15 @@ impl InferenceService {
         Ok(self.users.register(&email).await?.id)
     }
 
+    /// The id of a registered user (never registers: for administrators naming a user).
+    pub async fn existing_user(&self, email: &str) -> Result<Uuid, InferError> {
+        let email = email.trim().to_lowercase();
+        match self.users.find_by_email(&email).await? {
+            Some(user) => Ok(user.id),
+            None => Err(InferError::NotFound(format!("no user {email}"))),
+        }
+    }
+
     /// `/seeds`.
     pub async fn seeds(&self) -> Result<Vec<datastore::Seed>, InferError> {
         Ok(self.seeds.list_seeds().await?)

@@ -402,7 +402,7 @@ async fn pictures_of<C: ConnectionTrait>(
 }
 
 /// The latest inference of each picture that has one: picture id → inference id.
-async fn latest_inferences<C: ConnectionTrait>(
+pub(crate) async fn latest_inferences<C: ConnectionTrait>(
     db: &C,
     picture_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Uuid>, StoreError> {
@@ -426,7 +426,7 @@ async fn latest_inferences<C: ConnectionTrait>(
 }
 
 /// The verified ones of `pictures`: labelled on import, or whose latest inference is.
-async fn verified_pictures<C: ConnectionTrait>(
+pub(crate) async fn verified_pictures<C: ConnectionTrait>(
     db: &C,
     pictures: &[picture::Model],
     latest: &HashMap<Uuid, Uuid>,

@@ -1,7 +1,7 @@
 //! The datastore and catalogue ports on a SQL database, SQLite or Postgres, through sea-orm.
 //!
 //! [`SqlStore`] implements [`datastore::UserStore`], [`datastore::SeedStore`],
-//! [`datastore::InferenceStore`], [`datastore::FolderStore`] and [`pipeline::ports::CatalogueRecorder`]. The schema is
+//! [`datastore::InferenceStore`], [`datastore::FolderStore`], [`datastore::DatasetStore`] and [`pipeline::ports::CatalogueRecorder`]. The schema is
 //! the `migrations` crate's ([`SqlStore::migrate`]). ORM types stay inside this crate: every
 //! store converts rows to the domain's records at its border.
 //!
@@ -9,6 +9,7 @@
 
 mod catalogue;
 mod connection;
+mod dataset;
 mod entities;
 mod error;
 mod feedback;

@@ -41,6 +41,12 @@ impl AdminApi {
         }
     }
 
+    /// The admin token check, for admin routes of other areas.
+    pub fn check(&self, request: &HttpRequest) -> Result<(), super::error::ApiError> {
+        self.authorize(request)
+            .map_err(|e| super::error::ApiError::new(e.status, e.message))
+    }
+
     fn authorize(&self, request: &HttpRequest) -> Result<(), AdminError> {
         let Some(expected) = &self.token else {
             return Err(AdminError::new(

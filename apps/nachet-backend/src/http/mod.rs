@@ -4,6 +4,7 @@ pub mod admin;
 mod auth;
 mod caller;
 pub mod cors;
+pub mod dataset;
 pub mod error;
 mod feedback;
 mod folders;
@@ -21,6 +22,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     seeds::routes(config);
     folders::routes(config);
     feedback::routes(config);
+    dataset::routes(config);
     series::routes(config);
     admin::routes(config);
     openapi::routes(config);

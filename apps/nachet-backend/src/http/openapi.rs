@@ -28,6 +28,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::folders::upload_picture,
         super::feedback::feedback_positive,
         super::feedback::feedback_negative,
+        super::dataset::own_dataset,
+        super::dataset::whole_dataset,
         super::series::predict,
         super::series::report_status,
         super::series::get_series,

@@ -32,6 +32,8 @@ pub enum Blobs {
 
 pub struct TestBackend {
     pub backend: Backend,
+    /// The settings it was started with (port 0 replaced by nothing: use `backend.url`).
+    pub settings: Settings,
     pub http: reqwest::Client,
     /// Holds the data folder until the test ends.
     pub dir: TempDir,
@@ -143,9 +145,10 @@ pub async fn start(db: Db, blobs: Blobs) -> TestBackend {
 }
 
 pub async fn start_with(settings: Settings, dir: TempDir) -> TestBackend {
-    let backend = nachet_backend::start(settings).await.unwrap();
+    let backend = nachet_backend::start(settings.clone()).await.unwrap();
     TestBackend {
         backend,
+        settings,
         http: client_as(TECH),
         dir,
     }
