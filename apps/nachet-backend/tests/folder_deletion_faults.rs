@@ -65,6 +65,9 @@ impl FolderStore for FailingDeletion {
     async fn find_folder(&self, id: Uuid) -> Result<Option<Folder>, StoreError> {
         self.0.find_folder(id).await
     }
+    async fn find_folder_by_name(&self, u: Uuid, n: &str) -> Result<Option<Folder>, StoreError> {
+        self.0.find_folder_by_name(u, n).await
+    }
     async fn count_verified_pictures(&self, id: Uuid) -> Result<usize, StoreError> {
         self.0.count_verified_pictures(id).await
     }

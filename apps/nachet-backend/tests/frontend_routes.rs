@@ -405,3 +405,41 @@ async fn nobody_touches_anothers_storage_on_postgres_and_azurite() {
     nobody_touches_anothers_storage(&t).await;
     t.backend.stop().await;
 }
+
+/// Folder names never reach blob storage (keys hold ids), so a name that would grow past a
+/// file system's limit once encoded on disk is stored like any other.
+#[tokio::test]
+async fn long_folder_names_fit_any_store() {
+    let t = start(Db::Sqlite, Blobs::LocalDisk).await;
+    let user = t.user(TECH).await;
+    for name in ["é".repeat(127), "~".repeat(100), "%".repeat(200)] {
+        let (status, created) = post(
+            &t.http,
+            t.url("/create-dir"),
+            json!({"container_name": user, "folder_name": name}),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        let (status, answer) = post(
+            &t.http,
+            t.url("/inf"),
+            frontend_inf(
+                &user,
+                &name,
+                data_url("image/png", &photo_bytes()),
+                [638, 559],
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        let key = answer["filename"].as_str().unwrap();
+        assert!(
+            key.starts_with(&format!(
+                "{user}/{}/",
+                created["picture_set_id"].as_str().unwrap()
+            )),
+            "{key}"
+        );
+    }
+    t.backend.stop().await;
+}

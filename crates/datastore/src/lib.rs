@@ -99,6 +99,12 @@ pub trait FolderStore: Send + Sync {
         name: &str,
     ) -> Result<Folder, StoreError>;
     async fn find_folder(&self, id: Uuid) -> Result<Option<Folder>, StoreError>;
+    /// The user's folder of that name (in the user's own container).
+    async fn find_folder_by_name(
+        &self,
+        user_id: Uuid,
+        name: &str,
+    ) -> Result<Option<Folder>, StoreError>;
     /// How many pictures of the folder are verified (see [`PictureSummary::verified`]).
     async fn count_verified_pictures(&self, folder_id: Uuid) -> Result<usize, StoreError>;
     async fn find_picture(&self, id: Uuid) -> Result<Option<StoredPicture>, StoreError>;

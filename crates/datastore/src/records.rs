@@ -23,8 +23,11 @@ pub struct NewPicture {
     pub user_id: Uuid,
     /// The user's storage (container or namespace) that holds the picture set.
     pub container: String,
-    /// The picture set (the frontend's "folder"); found or created on save.
+    /// The picture set (the frontend's "folder"), by name; found or created on save.
     pub picture_set: String,
+    /// The picture set's id if it exists, else the id it is created with (the blob key
+    /// names it).
+    pub picture_set_id: Uuid,
     pub blob_key: String,
     /// Hex SHA-256 of the picture's bytes.
     pub sha256: String,

@@ -321,7 +321,7 @@ impl FolderService {
         let id = Uuid::new_v4();
         let key = BlobKey::from_segments(&[
             folder.container.as_str(),
-            folder.name.as_str(),
+            &folder.id.to_string(),
             &format!("{id}.{}", picture.format.extension()),
         ])
         .map_err(FolderError::Storage)?;

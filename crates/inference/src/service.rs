@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use datastore::{
-    BlobKey, BlobStore, FolderStore, InferenceStore, NewBox, NewCandidate, NewInference,
+    BlobKey, BlobStore, Folder, FolderStore, InferenceStore, NewBox, NewCandidate, NewInference,
     NewPicture, SeedStore, StoreError, UserStore,
 };
 use pipeline::PipelineRegistry;
@@ -296,7 +296,7 @@ impl InferenceService {
         if self.users.find_by_id(request.user_id).await?.is_none() {
             return Err(InferError::UnknownUser(request.user_id));
         }
-        let folder_name = self.folder_name(&request).await?;
+        let folder = self.folder(&request).await?;
 
         let detections = self
             .runner
@@ -315,12 +315,12 @@ impl InferenceService {
         let picture_id = Uuid::new_v4();
         let picture_key = blob_key(
             &request.container_name,
-            &folder_name,
+            folder.id,
             &format!("{picture_id}.{}", picture.format.extension()),
         )?;
         let result_key = blob_key(
             &request.container_name,
-            &folder_name,
+            folder.id,
             &format!("{picture_id}.result.json"),
         )?;
         let mut boxes = Vec::with_capacity(processed.boxes.len());
@@ -405,7 +405,8 @@ impl InferenceService {
                 id: picture_id,
                 user_id: request.user_id,
                 container: request.container_name.clone(),
-                picture_set: folder_name,
+                picture_set: folder.name,
+                picture_set_id: folder.id,
                 blob_key: picture_key.to_string(),
                 sha256: picture.sha256.clone(),
                 content_type: picture.format.mime_type().to_owned(),
@@ -448,14 +449,24 @@ impl InferenceService {
         Ok(crate::stored::rebuild(&stored))
     }
 
-    /// The folder `/inf` stores into: `folder_name` is a folder's id or its name (a folder
-    /// of that name is created when missing).
-    async fn folder_name(&self, request: &InferenceRequest) -> Result<String, InferError> {
+    /// The folder `/inf` stores into: `folder_name` is a folder's id, or its name. A folder
+    /// of that name that does not exist yet is made with the inference's rows (so that a
+    /// failed `/inf` leaves no empty folder); its id is chosen here, for the blob keys.
+    async fn folder(&self, request: &InferenceRequest) -> Result<Folder, InferError> {
         let Ok(id) = Uuid::parse_str(&request.folder_name) else {
-            return Ok(request.folder_name.clone());
+            let existing = self
+                .folders
+                .find_folder_by_name(request.user_id, &request.folder_name)
+                .await?;
+            return Ok(existing.unwrap_or_else(|| Folder {
+                id: Uuid::new_v4(),
+                user_id: request.user_id,
+                container: request.container_name.clone(),
+                name: request.folder_name.clone(),
+            }));
         };
         match self.folders.find_folder(id).await? {
-            Some(folder) if folder.user_id == request.user_id => Ok(folder.name),
+            Some(folder) if folder.user_id == request.user_id => Ok(folder),
             Some(_) => Err(InferError::Forbidden(format!(
                 "folder_name: the folder {id} is another user's"
             ))),
@@ -541,8 +552,9 @@ fn check_request(request: &InferenceRequest) -> Result<(), InferError> {
     Ok(())
 }
 
-fn blob_key(container: &str, folder: &str, file: &str) -> Result<BlobKey, InferError> {
-    BlobKey::from_segments(&[container, folder, file]).map_err(InferError::Storage)
+/// `{container}/{folder id}/{file}`: ids only, so that any accepted name fits any store.
+fn blob_key(container: &str, folder: Uuid, file: &str) -> Result<BlobKey, InferError> {
+    BlobKey::from_segments(&[container, &folder.to_string(), file]).map_err(InferError::Storage)
 }
 
 fn picture_error(error: PictureError) -> InferError {

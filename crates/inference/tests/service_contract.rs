@@ -78,7 +78,7 @@ impl Stores {
             users: MockUserStore::new(),
             seeds: MockSeedStore::new(),
             inferences: MockInferenceStore::new(),
-            folders: MockFolderStore::new(),
+            folders: no_folder_yet(),
             blobs: MockBlobStore::new(),
             log: Log::default(),
         }
@@ -149,6 +149,15 @@ impl Stores {
                 outcome()
             });
     }
+}
+
+/// The user has no folder yet: `/inf` makes one by name, with the rows.
+fn no_folder_yet() -> MockFolderStore {
+    let mut folders = MockFolderStore::new();
+    folders
+        .expect_find_folder_by_name()
+        .returning(|_, _| Ok(None));
+    folders
 }
 
 fn user(id: Uuid, email: &str) -> User {
@@ -331,7 +340,10 @@ async fn a_successful_inference_writes_the_picture_then_the_result_then_the_rows
     let picture_id = record.picture.id;
     assert_eq!(
         picture_key,
-        &format!("{CONTAINER}/{FOLDER}/{picture_id}.png")
+        &format!(
+            "{CONTAINER}/{}/{picture_id}.png",
+            record.picture.picture_set_id
+        )
     );
     assert_eq!(&response.filename, picture_key);
     assert_eq!(&record.picture.blob_key, picture_key);
@@ -348,7 +360,10 @@ async fn a_successful_inference_writes_the_picture_then_the_result_then_the_rows
     // The result blob: beside the picture, the response document itself.
     assert_eq!(
         result_key,
-        &format!("{CONTAINER}/{FOLDER}/{picture_id}.result.json")
+        &format!(
+            "{CONTAINER}/{}/{picture_id}.result.json",
+            record.picture.picture_set_id
+        )
     );
     assert_eq!(&record.result_blob_key, result_key);
     let response_json = serde_json::to_value(&response).unwrap();

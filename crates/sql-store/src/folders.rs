@@ -108,9 +108,24 @@ impl FolderStore for SqlStore {
         container: &str,
         name: &str,
     ) -> Result<Folder, StoreError> {
-        find_or_create_set(self.connection(), user_id, container, name)
+        find_or_create_set(self.connection(), Uuid::new_v4(), user_id, container, name)
             .await
             .map(to_folder)
+    }
+
+    async fn find_folder_by_name(
+        &self,
+        user_id: Uuid,
+        name: &str,
+    ) -> Result<Option<Folder>, StoreError> {
+        Ok(picture_set::Entity::find()
+            .filter(picture_set::Column::UserId.eq(user_id))
+            .filter(picture_set::Column::Container.eq(user_id.to_string()))
+            .filter(picture_set::Column::Name.eq(name))
+            .one(self.connection())
+            .await
+            .map_err(store_error)?
+            .map(to_folder))
     }
 
     async fn find_folder(&self, id: Uuid) -> Result<Option<Folder>, StoreError> {
@@ -168,6 +183,7 @@ impl FolderStore for SqlStore {
         if let Some(archive) = archive.as_ref().filter(|_| !keep.is_empty()) {
             let destination = find_or_create_set(
                 &txn,
+                Uuid::new_v4(),
                 archive.owner,
                 &archive.owner.to_string(),
                 &archive.folder_name,
@@ -242,7 +258,7 @@ impl FolderStore for SqlStore {
         expected_pictures: u32,
     ) -> Result<(ImportSession, Folder), StoreError> {
         let txn = self.begin_write().await?;
-        let set = find_or_create_set(&txn, user_id, container, folder_name).await?;
+        let set = find_or_create_set(&txn, Uuid::new_v4(), user_id, container, folder_name).await?;
         let session = import_session::Model {
             id: Uuid::new_v4(),
             user_id,
@@ -343,16 +359,18 @@ impl FolderStore for SqlStore {
     }
 }
 
-/// Insert-if-absent, then read: safe against a concurrent creation of the same folder.
+/// Insert-if-absent (with `id_if_new`), then read: safe against a concurrent creation of
+/// the same folder.
 pub(crate) async fn find_or_create_set<C: ConnectionTrait>(
     db: &C,
+    id_if_new: Uuid,
     user_id: Uuid,
     container: &str,
     name: &str,
 ) -> Result<picture_set::Model, StoreError> {
     picture_set::Entity::insert(
         picture_set::Model {
-            id: Uuid::new_v4(),
+            id: id_if_new,
             user_id,
             container: container.to_owned(),
             name: name.to_owned(),

@@ -110,6 +110,7 @@ impl InferenceStore for SqlStore {
                 user_id: picture_row.user_id,
                 container: set.container,
                 picture_set: set.name,
+                picture_set_id: set.id,
                 blob_key: picture_row.blob_key,
                 sha256: picture_row.sha256,
                 content_type: picture_row.content_type,
@@ -132,6 +133,7 @@ async fn insert_inference(txn: &DatabaseTransaction, new: &NewInference) -> Resu
     let created_at = stored_time(new.created_at);
     let picture_set_id = find_or_create_set(
         txn,
+        new.picture.picture_set_id,
         new.picture.user_id,
         &new.picture.container,
         &new.picture.picture_set,
