@@ -75,6 +75,8 @@ pub struct InferenceSettings {
     pub max_in_flight: usize,
     pub crop_concurrency: usize,
     pub codec_threads: usize,
+    /// Pictures over this many pixels are refused from their header, before decoding.
+    pub max_picture_pixels: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -145,9 +145,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     );
     let registry = catalogues.registry().clone();
 
+    let limits = inference::PictureLimits {
+        max_pixels: settings.inference.max_picture_pixels,
+    };
     let codec = match settings.inference.codec_threads {
-        0 => CodecPool::per_core(),
-        n => CodecPool::new(n),
+        0 => CodecPool::per_core(limits),
+        n => CodecPool::new(n, limits),
     };
     let inference = Arc::new(InferenceService::new(
         registry,

@@ -336,14 +336,6 @@ async fn export_of_a_known_dataset_on_postgres_and_azurite() {
     t.backend.stop().await;
 }
 
-/// The resident memory of this process, in bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 /// A PNG of noise (it does not compress): about `side * side * 3` bytes.
 fn noise_png(side: u32) -> Vec<u8> {
     let mut state = 0x9e37_79b9_u32;

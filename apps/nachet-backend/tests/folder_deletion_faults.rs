@@ -16,7 +16,9 @@ use datastore::{
     ArchiveDestination, BlobError, BlobInfo, BlobKey, BlobStore, Folder, FolderContents,
     FolderDeletion, FolderStore, ImportSession, ImportedPicture, StoreError, StoredPicture,
 };
-use inference::{CodecPool, DeletionMode, FolderPorts, FolderService, FolderSettings};
+use inference::{
+    CodecPool, DeletionMode, FolderPorts, FolderService, FolderSettings, PictureLimits,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -160,7 +162,12 @@ async fn blob_storage_fails_after_the_rows_are_gone(t: &TestBackend) {
             seeds: store.clone(),
             blobs: blobs.clone(),
         },
-        CodecPool::new(1),
+        CodecPool::new(
+            1,
+            PictureLimits {
+                max_pixels: 50_000_000,
+            },
+        ),
         settings(),
     );
 
@@ -200,7 +207,12 @@ async fn the_database_fails_before_any_blob_is_touched(t: &TestBackend) {
             seeds: store.clone(),
             blobs: t.backend.blobs.clone(),
         },
-        CodecPool::new(1),
+        CodecPool::new(
+            1,
+            PictureLimits {
+                max_pixels: 50_000_000,
+            },
+        ),
         settings(),
     );
     let error = folders

@@ -252,3 +252,58 @@ async fn a_model_server_that_is_down_gives_502() {
     assert_nothing_kept(&t).await;
     t.backend.stop().await;
 }
+
+/// Picture bombs (small files of huge pictures) are refused from their header, at once,
+/// without the memory their pixels would take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn picture_bombs_are_refused_before_decoding() {
+    let t = start(Db::Sqlite, Blobs::LocalDisk).await;
+    let user = t.user("tech@example.org").await;
+    for side in [20_000, 13_000] {
+        let bomb = png_bomb(side);
+        assert!(bomb.len() < 1_000_000, "{} bytes", bomb.len());
+        let body = inf_body(
+            DEFAULT_PIPELINE,
+            &user,
+            data_url("image/png", &bomb),
+            [side, side],
+        );
+        let before = resident_bytes();
+        let started = std::time::Instant::now();
+        let (status, error) = post(&t, &body).await;
+        let elapsed = started.elapsed();
+        let growth = resident_bytes().saturating_sub(before);
+        assert_eq!(status, 400, "{error}");
+        assert!(
+            error.contains(&format!(
+                "{side}x{side} pixels, over the limit of 50000000 pixels"
+            )),
+            "{error}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "answered after {elapsed:?}"
+        );
+        assert!(growth < 50 << 20, "resident memory grew by {growth} bytes");
+    }
+    assert_nothing_kept(&t).await;
+    t.backend.stop().await;
+}
+
+/// Base64 wrapped at 76 characters (as MIME tools write it) is the same picture.
+#[tokio::test]
+async fn mime_wrapped_base64_is_accepted() {
+    let t = start(Db::Sqlite, Blobs::LocalDisk).await;
+    let user = t.user("tech@example.org").await;
+    let url = data_url("image/png", &photo_bytes());
+    let (header, payload) = url.split_once(',').unwrap();
+    let lines: Vec<&str> = payload
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    let wrapped = format!("{header},{}", lines.join("\r\n"));
+    let (status, error) = post(&t, &inf_body(DEFAULT_PIPELINE, &user, wrapped, [638, 559])).await;
+    assert_eq!(status, 200, "{error}");
+    t.backend.stop().await;
+}

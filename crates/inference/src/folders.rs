@@ -29,7 +29,6 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::codec::CodecPool;
-use crate::picture::DecodedPicture;
 use crate::service::InferenceResponse;
 
 /// Blob deletions that run at once.
@@ -309,10 +308,9 @@ impl FolderService {
             .ok_or_else(|| {
                 FolderError::NotFound(format!("the batch's folder {} is gone", session.folder_id))
             })?;
-        let image = upload.image;
         let picture = self
             .codec
-            .run(move || DecodedPicture::from_data_url(&image))
+            .decode(upload.image)
             .await
             .map_err(|e| FolderError::Invalid {
                 field: "image",

@@ -31,7 +31,7 @@ pub use folders::{
     DeletionMode, FolderError, FolderPorts, FolderService, FolderSettings, LabelledUpload,
     PictureWithInference,
 };
-pub use picture::{DecodedPicture, PictureError, PictureFormat};
+pub use picture::{DecodedPicture, PictureError, PictureFormat, PictureLimits};
 pub use ports::{DetectedBox, ModelCallError, ModelClient, NormalizedBox, RankedLabel};
 pub use result::{Color, ColorFormat, ProcessedBox, ProcessedResult, process};
 pub use runner::{Detection, PipelineRunner, StepError};

@@ -77,6 +77,28 @@ pub enum PictureError {
     BadBase64(String),
     #[error("image does not decode as {expected}: {reason}")]
     Undecodable { expected: String, reason: String },
+    #[error(
+        "image is {width}x{height} pixels, over the limit of {max_pixels} pixels: send a smaller picture"
+    )]
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+}
+
+/// What a picture may cost to decode, checked from its header before any decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PictureLimits {
+    /// Width × height; a real microscope photo is up to about 50 MP.
+    pub max_pixels: u64,
+}
+
+impl PictureLimits {
+    /// Bytes the decoder may allocate: 8 a pixel covers 16-bit RGBA.
+    fn max_alloc(&self) -> u64 {
+        self.max_pixels.saturating_mul(8)
+    }
 }
 
 /// A picture decoded once; crops for the next models are cut from `image`.
@@ -103,9 +125,10 @@ impl std::fmt::Debug for DecodedPicture {
 }
 
 impl DecodedPicture {
-    /// Checks the data URL's header, decodes the base64 and the picture. CPU-heavy: call it
-    /// through the [`CodecPool`](crate::CodecPool).
-    pub fn from_data_url(data_url: &str) -> Result<Self, PictureError> {
+    /// Checks the data URL's header, decodes the base64 (MIME-wrapped too: line breaks are
+    /// dropped) and the picture, once its header says it is within `limits`. CPU-heavy:
+    /// call it through the [`CodecPool`](crate::CodecPool).
+    pub fn from_data_url(data_url: &str, limits: &PictureLimits) -> Result<Self, PictureError> {
         let rest = data_url
             .strip_prefix("data:image/")
             .ok_or(PictureError::NotADataUrl)?;
@@ -114,19 +137,18 @@ impl DecodedPicture {
             .ok_or(PictureError::NotADataUrl)?;
         let format = PictureFormat::from_mime_subtype(subtype)
             .ok_or_else(|| PictureError::UnsupportedType(subtype.to_owned()))?;
+        let payload: std::borrow::Cow<str> = if payload.bytes().any(|b| b.is_ascii_whitespace()) {
+            payload.split_ascii_whitespace().collect::<String>().into()
+        } else {
+            payload.into()
+        };
         let bytes = BASE64
-            .decode(payload.trim_end())
+            .decode(payload.as_bytes())
             .map_err(|e| PictureError::BadBase64(e.to_string()))?;
-        let image =
-            image::load_from_memory_with_format(&bytes, format.image_format()).map_err(|e| {
-                PictureError::Undecodable {
-                    expected: format.mime_type().to_owned(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let image = decode(&bytes, format, limits)?;
         let sha256 = hex(&Sha256::digest(&bytes));
         // The payload is already the base64 of the bytes; keep it rather than re-encode.
-        let base64: Arc<str> = Arc::from(payload.trim_end());
+        let base64: Arc<str> = Arc::from(payload.as_ref());
         Ok(Self {
             format,
             bytes: bytes.into(),
@@ -167,6 +189,33 @@ impl DecodedPicture {
     }
 }
 
+/// Decodes a picture whose header says it is within `limits`; a bomb (a small file of a
+/// huge picture) is refused before any pixel is decoded.
+fn decode(
+    bytes: &[u8],
+    format: PictureFormat,
+    limits: &PictureLimits,
+) -> Result<DynamicImage, PictureError> {
+    let undecodable = |e: image::ImageError| PictureError::Undecodable {
+        expected: format.mime_type().to_owned(),
+        reason: e.to_string(),
+    };
+    let reader = || image::ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let (width, height) = reader().into_dimensions().map_err(undecodable)?;
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(PictureError::TooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_alloc());
+    let mut reader = reader();
+    reader.limits(decoder_limits);
+    reader.decode().map_err(undecodable)
+}
+
 /// Pixel rectangle `(x, y, width, height)` of a normalized box, at least 1×1, inside the picture.
 pub fn crop_rect(bbox: &NormalizedBox, width: u32, height: u32) -> (u32, u32, u32, u32) {
     let span = |a: f64, b: f64, size: u32| -> (u32, u32) {
@@ -195,6 +244,10 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    const LIMITS: PictureLimits = PictureLimits {
+        max_pixels: 50_000_000,
+    };
+
     fn png_data_url(width: u32, height: u32) -> String {
         let image = DynamicImage::new_rgb8(width, height);
         let mut out = Cursor::new(Vec::new());
@@ -204,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_png_data_url_decodes_once_with_its_hash() {
-        let picture = DecodedPicture::from_data_url(&png_data_url(30, 20)).unwrap();
+        let picture = DecodedPicture::from_data_url(&png_data_url(30, 20), &LIMITS).unwrap();
         assert_eq!((picture.width(), picture.height()), (30, 20));
         assert_eq!(picture.format, PictureFormat::Png);
         assert_eq!(picture.sha256, hex(&Sha256::digest(&picture.bytes)));
@@ -212,21 +265,55 @@ mod tests {
     }
 
     #[test]
+    fn mime_wrapped_base64_decodes_as_the_same_picture() {
+        let url = png_data_url(30, 20);
+        let (header, payload) = url.split_once(',').unwrap();
+        let wrapped: Vec<String> = payload
+            .as_bytes()
+            .chunks(76)
+            .map(|line| String::from_utf8(line.to_vec()).unwrap())
+            .collect();
+        let wrapped = format!("{header},{}\r\n", wrapped.join("\r\n"));
+        let plain = DecodedPicture::from_data_url(&url, &LIMITS).unwrap();
+        let picture = DecodedPicture::from_data_url(&wrapped, &LIMITS).unwrap();
+        assert_eq!(picture.sha256, plain.sha256);
+        assert_eq!(&*picture.base64, payload, "the models get plain base64");
+    }
+
+    #[test]
+    fn a_picture_over_the_pixel_limit_is_refused_before_decoding() {
+        let small = PictureLimits { max_pixels: 599 };
+        let error = DecodedPicture::from_data_url(&png_data_url(30, 20), &small).unwrap_err();
+        assert_eq!(
+            error,
+            PictureError::TooLarge {
+                width: 30,
+                height: 20,
+                max_pixels: 599
+            }
+        );
+        assert!(error.to_string().contains("over the limit of 599 pixels"));
+        let exact = PictureLimits { max_pixels: 600 };
+        assert!(DecodedPicture::from_data_url(&png_data_url(30, 20), &exact).is_ok());
+    }
+
+    #[test]
     fn each_bad_header_says_what_is_wrong() {
         assert_eq!(
-            DecodedPicture::from_data_url("iVBORw0KGgo=").unwrap_err(),
+            DecodedPicture::from_data_url("iVBORw0KGgo=", &LIMITS).unwrap_err(),
             PictureError::NotADataUrl
         );
         assert_eq!(
-            DecodedPicture::from_data_url("data:image/png,abc").unwrap_err(),
+            DecodedPicture::from_data_url("data:image/png,abc", &LIMITS).unwrap_err(),
             PictureError::NotADataUrl
         );
         assert_eq!(
-            DecodedPicture::from_data_url("data:image/svg+xml;base64,PHN2Zz4=").unwrap_err(),
+            DecodedPicture::from_data_url("data:image/svg+xml;base64,PHN2Zz4=", &LIMITS)
+                .unwrap_err(),
             PictureError::UnsupportedType("svg+xml".into())
         );
         assert!(matches!(
-            DecodedPicture::from_data_url("data:image/png;base64,***").unwrap_err(),
+            DecodedPicture::from_data_url("data:image/png;base64,***", &LIMITS).unwrap_err(),
             PictureError::BadBase64(_)
         ));
     }
@@ -234,7 +321,7 @@ mod tests {
     #[test]
     fn bytes_of_another_type_do_not_pass_as_the_declared_one() {
         let png = png_data_url(4, 4).replace("data:image/png", "data:image/jpeg");
-        let error = DecodedPicture::from_data_url(&png).unwrap_err();
+        let error = DecodedPicture::from_data_url(&png, &LIMITS).unwrap_err();
         assert!(
             matches!(&error, PictureError::Undecodable { expected, .. } if expected == "image/jpeg"),
             "{error:?}"
@@ -268,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_png_crop_is_a_png_of_the_crop_size() {
-        let picture = DecodedPicture::from_data_url(&png_data_url(40, 40)).unwrap();
+        let picture = DecodedPicture::from_data_url(&png_data_url(40, 40), &LIMITS).unwrap();
         let crop = picture
             .crop_base64(&NormalizedBox {
                 top_x: 0.25,

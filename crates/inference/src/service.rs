@@ -22,7 +22,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
 
 use crate::codec::CodecPool;
-use crate::picture::{DecodedPicture, PictureError};
+use crate::picture::PictureError;
 use crate::ports::ModelClient;
 use crate::result::{Color, ColorFormat, process};
 use crate::runner::{PipelineRunner, StepError};
@@ -267,10 +267,9 @@ impl InferenceService {
             .try_acquire_owned()
             .map_err(|_| InferError::Overloaded)?;
 
-        let data_url = request.image.clone();
         let picture = self
             .codec
-            .run(move || DecodedPicture::from_data_url(&data_url))
+            .decode(request.image.clone())
             .await
             .map_err(picture_error)?;
         let [width, height] = request.image_dims;
@@ -426,11 +425,7 @@ impl InferenceService {
     /// `/image-validation`: checks a picture as `/inf` would, and gives its SHA-256 (hex),
     /// which a later `/inf` may send as its `validator`.
     pub async fn image_sha256(&self, data_url: String) -> Result<String, InferError> {
-        let picture = self
-            .codec
-            .run(move || DecodedPicture::from_data_url(&data_url))
-            .await
-            .map_err(picture_error)?;
+        let picture = self.codec.decode(data_url).await.map_err(picture_error)?;
         Ok(picture.sha256)
     }
 

@@ -9,18 +9,33 @@ use std::time::Duration;
 
 use inference::runner::StepFailure;
 use inference::{
-    CodecPool, DecodedPicture, Detection, ModelCallError, ModelClient, PipelineRunner, RankedLabel,
-    StepError,
+    CodecPool, DecodedPicture, Detection, ModelCallError, ModelClient, PictureLimits,
+    PipelineRunner, RankedLabel, StepError,
 };
 use pipeline::{ModelKind, PipelineSet};
 use support::*;
 
 fn picture() -> DecodedPicture {
-    DecodedPicture::from_data_url(&png_data_url(WIDTH, HEIGHT)).unwrap()
+    DecodedPicture::from_data_url(
+        &png_data_url(WIDTH, HEIGHT),
+        &PictureLimits {
+            max_pixels: 50_000_000,
+        },
+    )
+    .unwrap()
 }
 
 fn runner(models: Arc<dyn ModelClient>, crop_concurrency: usize) -> PipelineRunner {
-    PipelineRunner::new(models, CodecPool::new(2), crop_concurrency)
+    PipelineRunner::new(
+        models,
+        CodecPool::new(
+            2,
+            PictureLimits {
+                max_pixels: 50_000_000,
+            },
+        ),
+        crop_concurrency,
+    )
 }
 
 async fn run(

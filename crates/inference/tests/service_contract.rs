@@ -21,7 +21,7 @@ use datastore::{
 use inference::runner::StepFailure;
 use inference::{
     CodecPool, ColorFormat, InferError, InferenceRequest, InferenceService, ModelCallError,
-    ModelClient, PictureError, Ports, ServiceSettings,
+    ModelClient, PictureError, PictureLimits, Ports, ServiceSettings,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -198,7 +198,12 @@ fn service(
             folders: Arc::new(stores.folders),
             blobs: Arc::new(stores.blobs),
         },
-        CodecPool::new(2),
+        CodecPool::new(
+            2,
+            PictureLimits {
+                max_pixels: 50_000_000,
+            },
+        ),
         settings,
     )
 }

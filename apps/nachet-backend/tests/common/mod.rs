@@ -212,3 +212,40 @@ pub fn inf_body(
 }
 
 pub const DEFAULT_PIPELINE: &str = "Reference detector + classifier";
+
+/// A real PNG "bomb": a grey `side`×`side` picture of zeros, a few hundred KiB that would
+/// decode to `side`² bytes.
+pub fn png_bomb(side: u32) -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, no interlace
+    chunk(&mut png, b"IHDR", &header);
+    let mut pixels = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let row = vec![0u8; side as usize + 1]; // filter byte, then the row
+    for _ in 0..side {
+        pixels.write_all(&row).unwrap();
+    }
+    chunk(&mut png, b"IDAT", &pixels.finish().unwrap());
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// This process's resident memory, in bytes.
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
