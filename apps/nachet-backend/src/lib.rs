@@ -231,6 +231,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     let inference_data = web::Data::from(inference.clone());
     let folders_data = web::Data::from(folders.clone());
     let identity_data = web::Data::new(settings.identity.clone());
+    let fallback = web::Data::new(http::fallback::Routes::from_openapi());
     let admin_data = web::Data::new(http::admin::AdminApi::new(catalogues, &settings.admin));
     let server = HttpServer::new(move || {
         App::new()
@@ -248,6 +249,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
                     .error_handler(move |e, _| http::error::json_error(e, body_limit)),
             )
             .configure(http::routes)
+            .app_data(fallback.clone())
+            .default_service(web::to(
+                |request: actix_web::HttpRequest, routes: web::Data<http::fallback::Routes>| async move {
+                    routes.answer(&request)
+                },
+            ))
             // Outermost, so that every answer carries CORS headers, errors included.
             .wrap(cors.middleware())
     })

@@ -240,3 +240,38 @@ async fn the_embedded_default_is_one_development_user() {
     assert_eq!(stranger.status(), 403);
     t.backend.stop().await;
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_a_json_404() {
+    let t = start(Db::Sqlite, Blobs::LocalDisk).await;
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/inf", "POST"),
+        (reqwest::Method::PUT, "/seeds", "GET"),
+        (reqwest::Method::DELETE, "/get-directories", "POST"),
+        (reqwest::Method::POST, "/api/studies/series/0123", "GET"),
+        (
+            reqwest::Method::GET,
+            "/api/studies/series/0123/status",
+            "PUT",
+        ),
+    ] {
+        let response = t
+            .http
+            .request(method.clone(), t.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(header(&response, "allow"), Some(allow), "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains(allow), "{body}");
+    }
+    let response = t.http.get(t.url("/no/such/route")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("/no/such/route"),
+        "{body}"
+    );
+    t.backend.stop().await;
+}

@@ -6,6 +6,7 @@ mod caller;
 pub mod cors;
 pub mod dataset;
 pub mod error;
+pub mod fallback;
 mod feedback;
 mod folders;
 pub mod identity;
