@@ -12,6 +12,8 @@ mod detector;
 mod one_shot;
 mod test_model;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +27,8 @@ use serde::Deserialize;
 #[derive(Clone)]
 pub struct HttpModelClient {
     http: reqwest::Client,
+    /// Calls sent again because their pooled connection had been closed by the server.
+    stale_connection_retries: Arc<AtomicU64>,
 }
 
 impl HttpModelClient {
@@ -34,7 +38,36 @@ impl HttpModelClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .expect("a reqwest client with static settings builds");
-        Self { http }
+        Self {
+            http,
+            stale_connection_retries: Arc::default(),
+        }
+    }
+
+    /// How many calls were sent again on a fresh connection because the server had closed
+    /// the pooled one they were sent on.
+    pub fn stale_connection_retries(&self) -> u64 {
+        self.stale_connection_retries.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request once more, at once, when it failed on a pooled keep-alive connection
+    /// that the server had closed (a race every keep-alive client meets under load). The
+    /// calls are idempotent; this is not one of the model's `retries`.
+    async fn send(
+        &self,
+        model: &ModelDefinition,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let again = request.try_clone();
+        match request.send().await {
+            Err(error) if is_stale_connection(&error) && again.is_some() => {
+                self.stale_connection_retries
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(model = %model.name, %error, "the model server had closed a pooled connection; sending again");
+                again.expect("checked above").send().await
+            }
+            other => other,
+        }
     }
 
     /// POSTs `body` to the model, retrying transient failures `model.retries` times, and
@@ -45,15 +78,16 @@ impl HttpModelClient {
         body: Vec<u8>,
     ) -> Result<Vec<u8>, ModelCallError> {
         let attempt = || async {
-            let response = self
+            let request = self
                 .http
                 .post(model.endpoint.expose_secret())
                 .timeout(model.timeout)
                 .header(reqwest::header::CONTENT_TYPE, &model.content_type)
                 .bearer_auth(model.api_key.expose_secret())
                 .header(model.deployment_platform.as_str(), model.name.as_str())
-                .body(body.clone())
-                .send()
+                .body(body.clone());
+            let response = self
+                .send(model, request)
                 .await
                 .map_err(|e| call_error(model, e))?;
             let status = response.status();
@@ -150,6 +184,18 @@ fn source_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The server closed the pooled connection the request went out on, before answering.
+fn is_stale_connection(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message();
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Connection failures, timeouts and 5xx answers may pass on retry; the rest will not.
