@@ -46,17 +46,62 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Every error answer of the API: logged, `{"error": message}` plus an optional list under
+/// Refusals logged per second at most; the rest are counted into the next line logged.
+const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
+
+static REFUSALS: RateLimit = RateLimit::new(REFUSALS_LOGGED_PER_SECOND);
+
+/// At most `per_second` lines a second; the next line logged says how many were skipped.
+struct RateLimit {
+    per_second: u32,
+    /// (the second, lines logged in it, lines skipped since the last one logged)
+    window: std::sync::Mutex<(u64, u32, u64)>,
+}
+
+impl RateLimit {
+    const fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            window: std::sync::Mutex::new((0, 0, 0)),
+        }
+    }
+
+    /// `Some(lines skipped before this one)` when this line may be logged.
+    fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0 != now {
+            window.0 = now;
+            window.1 = 0;
+        }
+        if window.1 >= self.per_second {
+            window.2 += 1;
+            return None;
+        }
+        window.1 += 1;
+        Some(std::mem::take(&mut window.2))
+    }
+}
+
+/// Every error answer of the API: logged (refusals at most a few a second), `{"error": message}` plus an optional list under
 /// its own key (e.g. `"known": [...]`), and `WWW-Authenticate: Bearer` on a 401.
 pub fn error_response(
     status: StatusCode,
     message: &str,
     list: Option<(&str, &[String])>,
 ) -> HttpResponse {
-    if status.is_server_error() {
+    // A refusal is the client's business (or, for 503, load): logged, but a flood of them
+    // must not flood the log. A server fault is logged every time, once.
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!(%status, error = %message, "request failed");
-    } else {
-        tracing::info!(%status, error = %message, "request refused");
+    } else if let Some(suppressed) = REFUSALS.admit() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(%status, error = %message, suppressed, "request refused");
+        } else {
+            tracing::info!(%status, error = %message, suppressed, "request refused");
+        }
     }
     let mut body = serde_json::Map::new();
     body.insert("error".into(), message.into());
@@ -138,4 +183,20 @@ pub fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> ac
         other => ApiError::bad_request(format!("could not read the body: {other}")),
     };
     api.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_logs_a_few_lines_a_second_and_counts_the_rest() {
+        let limit = RateLimit::new(3);
+        let admitted: Vec<Option<u64>> = (0..10).map(|_| limit.admit()).collect();
+        // Within one second (the test may straddle two: then the count restarts).
+        let logged = admitted.iter().filter(|a| a.is_some()).count();
+        assert!((3..=6).contains(&logged), "{admitted:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(limit.admit().is_some_and(|skipped| skipped > 0));
+    }
 }
