@@ -218,8 +218,11 @@ impl InferenceService {
     /// `/get-user-id`: the id of a user by email (registered first when the setting allows).
     pub async fn user_id(&self, email: &str) -> Result<Uuid, InferError> {
         let email = email.trim().to_lowercase();
-        let well_formed = matches!(email.split_once('@'), Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+        // RFC 5321 caps an address at 254 bytes; no space or control character belongs in one.
+        let well_formed = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && matches!(email.split_once('@'), Some((local, domain))
+                if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
         if !well_formed {
             return Err(InferError::InvalidField {
                 field: "email",

@@ -974,6 +974,9 @@ async fn a_malformed_email_is_an_invalid_field_without_any_lookup() {
         "@example.com",
         "ann@",
         "ann@b@example.com",
+        "ann\u{0}@example.com",
+        "ann smith@example.com",
+        &format!("{}@example.com", "a".repeat(10_000)),
     ] {
         let error = service.user_id(email).await.unwrap_err();
         assert_invalid(error, "email");
