@@ -319,3 +319,49 @@ async fn the_other_endpoints_of_the_frontend() {
     assert_eq!(swagger.status(), 200);
     t.backend.stop().await;
 }
+
+/// A phone photo: stored sideways with an EXIF orientation. `imageDims` are what a browser
+/// shows and measures; the boxes come back in that frame.
+#[tokio::test]
+async fn a_photo_turned_by_its_exif_orientation_is_seen_as_shown() {
+    let t = start(Db::Sqlite, Blobs::LocalDisk).await;
+    let user = t.user("tech@example.org").await;
+    // Two seeds side by side in the stored frame; shown turned 90°, one above the other.
+    let stored = tiled_photo(2, 1);
+    let (w, h) = (stored.width(), stored.height());
+    let jpeg = jpeg_with_orientation(&stored, 6);
+    let body = inf_body(
+        DEFAULT_PIPELINE,
+        &user,
+        data_url("image/jpeg", &jpeg),
+        [h, w],
+    );
+    let response = t.http.post(t.url("/inf")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let boxes = answer["boxes"].as_array().unwrap();
+    assert_eq!(boxes.len(), 2, "{answer}");
+    for b in boxes {
+        assert!(b["box"]["bottomX"].as_i64().unwrap() <= i64::from(h), "{b}");
+    }
+    let (a, b) = (&boxes[0]["box"], &boxes[1]["box"]);
+    let apart =
+        a["bottomY"].as_i64() <= b["topY"].as_i64() || b["bottomY"].as_i64() <= a["topY"].as_i64();
+    assert!(apart, "one above the other: {a} {b}");
+    // Its stored dimensions are not what the browser measured.
+    let stored_dims = inf_body(
+        DEFAULT_PIPELINE,
+        &user,
+        data_url("image/jpeg", &jpeg),
+        [w, h],
+    );
+    let response = t
+        .http
+        .post(t.url("/inf"))
+        .json(&stored_dims)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    t.backend.stop().await;
+}

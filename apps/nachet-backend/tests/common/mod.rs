@@ -249,3 +249,21 @@ pub fn resident_bytes() -> u64 {
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
 }
+
+/// A JPEG whose EXIF orientation tag says `orientation` (6: shown turned 90° clockwise),
+/// as phone cameras write them.
+pub fn jpeg_with_orientation(picture: &DynamicImage, orientation: u16) -> Vec<u8> {
+    let jpeg = encode(picture, ImageFormat::Jpeg);
+    // TIFF header (little endian), one IFD entry: 0x0112 Orientation, SHORT, 1, value.
+    let mut tiff = b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0".to_vec();
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
