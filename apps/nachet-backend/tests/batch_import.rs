@@ -6,33 +6,18 @@ mod common;
 
 use common::*;
 use futures::future::join_all;
-use image::{ImageFormat, Rgb, RgbImage};
 use serde_json::{Value, json};
 
-async fn post(client: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
-    let response = client.post(url).json(body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-/// A PNG of about 2 MB: noise does not compress.
-fn two_megabyte_png() -> Vec<u8> {
-    let mut state = 0x2545_f491_u32;
-    let picture = RgbImage::from_fn(820, 820, |_, _| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let [r, g, b, _] = state.to_le_bytes();
-        Rgb([r, g, b])
-    });
-    let bytes = encode(&image::DynamicImage::ImageRgb8(picture), ImageFormat::Png);
+/// A PNG of about 2 MB.
+fn two_megabytes_of_noise() -> Vec<u8> {
+    let bytes = noise_png(820);
     assert!(bytes.len() > 2_000_000, "{} bytes", bytes.len());
     bytes
 }
 
 async fn a_hundred_uploads_at_once(t: &TestBackend) {
     let user = t.user(TECH).await;
-    let (status, opened) = post(
+    let (status, opened) = post_json(
         &t.http,
         t.url("/new-batch-import"),
         &json!({"user_id": user, "container_name": user, "folder_name": "Reference set 3", "nb_pictures": 100}),
@@ -50,7 +35,7 @@ async fn a_hundred_uploads_at_once(t: &TestBackend) {
         .await
         .unwrap();
     let seed = &seeds["seeds"][3];
-    let image = data_url("image/png", &two_megabyte_png());
+    let image = data_url("image/png", &two_megabytes_of_noise());
     let upload = |zoom: f64| {
         json!({"container_name": user, "user_id": user, "seed_id": seed["seed_id"],
                "seed_name": seed["seed_name"], "zoom_level": zoom, "nb_seeds": "12",
@@ -81,7 +66,7 @@ async fn a_hundred_uploads_at_once(t: &TestBackend) {
     }
     println!("100 uploads of 2 MB at once: {elapsed:?}");
 
-    let (_, folders) = post(
+    let (_, folders) = post_json(
         &t.http,
         t.url("/get-directories"),
         &json!({"container_name": user}),
@@ -112,7 +97,7 @@ async fn a_hundred_uploads_at_once(t: &TestBackend) {
     );
 
     // The 101st is refused, and nothing of it is kept.
-    let (status, refused) = post(&t.http, t.url("/upload-picture"), &upload(2.0)).await;
+    let (status, refused) = post_json(&t.http, t.url("/upload-picture"), &upload(2.0)).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(t.count("pictures").await, 100);
     assert_eq!(t.blob_keys().await.len(), 100);
@@ -121,7 +106,9 @@ async fn a_hundred_uploads_at_once(t: &TestBackend) {
     let mut unknown = upload(1.0);
     unknown["session_id"] = uuid::Uuid::new_v4().to_string().into();
     assert_eq!(
-        post(&t.http, t.url("/upload-picture"), &unknown).await.0,
+        post_json(&t.http, t.url("/upload-picture"), &unknown)
+            .await
+            .0,
         404
     );
     let mallory = t.user("mallory@example.org").await;
@@ -129,7 +116,7 @@ async fn a_hundred_uploads_at_once(t: &TestBackend) {
     theirs["user_id"] = mallory.clone().into();
     theirs["container_name"] = mallory.into();
     assert_eq!(
-        post(
+        post_json(
             &t.client_as("mallory@example.org"),
             t.url("/upload-picture"),
             &theirs
@@ -138,7 +125,7 @@ async fn a_hundred_uploads_at_once(t: &TestBackend) {
         .0,
         403
     );
-    let (_, another) = post(
+    let (_, another) = post_json(
         &t.http,
         t.url("/new-batch-import"),
         &json!({"user_id": user, "container_name": user, "folder_name": "Reference set 4", "nb_pictures": 1}),
@@ -149,10 +136,12 @@ async fn a_hundred_uploads_at_once(t: &TestBackend) {
     no_species["seed_id"] = "".into();
     no_species["seed_name"] = "Nonexistent weed".into();
     assert_eq!(
-        post(&t.http, t.url("/upload-picture"), &no_species).await.0,
+        post_json(&t.http, t.url("/upload-picture"), &no_species)
+            .await
+            .0,
         400
     );
-    let (status, refused) = post(
+    let (status, refused) = post_json(
         &t.http,
         t.url("/new-batch-import"),
         &json!({"user_id": user, "container_name": user, "folder_name": "x", "nb_pictures": 0}),

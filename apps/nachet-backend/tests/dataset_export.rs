@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
+/// A call that must succeed: its answer.
 async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let (status, answer) = post_json(client, url, body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
 }
 
 /// The files of a ZIP, by name.
@@ -334,19 +335,6 @@ async fn export_of_a_known_dataset_on_postgres_and_azurite() {
     let t = with_admin(Db::Postgres, Blobs::Azurite).await;
     export_of_a_known_dataset(&t).await;
     t.backend.stop().await;
-}
-
-/// A PNG of noise (it does not compress): about `side * side * 3` bytes.
-fn noise_png(side: u32) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_u32;
-    let picture = image::RgbImage::from_fn(side, side, |_, _| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let [r, g, b, _] = state.to_le_bytes();
-        image::Rgb([r, g, b])
-    });
-    encode(&image::DynamicImage::ImageRgb8(picture), ImageFormat::Png)
 }
 
 /// 1,000 labelled pictures of about 190 KB (190 MB) go out through `/dataset` while the

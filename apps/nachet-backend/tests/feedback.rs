@@ -8,18 +8,12 @@ use common::*;
 use image::ImageFormat;
 use serde_json::{Value, json};
 
-async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 /// A user and an inference of six boxes in the folder "Lot 9": (user, inference, folder).
 async fn six_seeds(t: &TestBackend) -> (String, Value, String) {
     let user = t.user(TECH).await;
     let picture = tiled_photo(3, 2);
     let dims = [picture.width(), picture.height()];
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/inf"),
         json!({
@@ -47,7 +41,7 @@ async fn six_seeds(t: &TestBackend) -> (String, Value, String) {
 }
 
 async fn directories(t: &TestBackend, user: &str) -> Vec<Value> {
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/get-directories"),
         json!({"container_name": user}),
@@ -129,7 +123,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
 
     // Positive: the top candidate.
     let positive = json!({"userId": user, "inferenceId": inference["inference_id"], "boxes": [{"boxId": box_id(&inference, 0)}]});
-    let (status, answer) = post(&t.http, url("/feedback-positive"), positive.clone()).await;
+    let (status, answer) = post_json(&t.http, url("/feedback-positive"), positive.clone()).await;
     assert_eq!(status, 200, "{answer}");
     let top = &inference["boxes"][0]["topN"][0];
     let b = &answer["boxes"][0];
@@ -146,7 +140,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
     );
     assert!(!picture_validated(t, &user).await);
     // Again: refused, nothing changed.
-    let (status, refused) = post(&t.http, url("/feedback-positive"), positive).await;
+    let (status, refused) = post_json(&t.http, url("/feedback-positive"), positive).await;
     assert_eq!(status, 409, "{refused}");
     assert!(
         refused["error"]
@@ -158,7 +152,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
     // Correction by classId to the box's second candidate: that candidate becomes the top.
     let second = &inference["boxes"][1]["topN"][1];
     let second_label = second["label"].as_str().unwrap();
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         url("/feedback-negative"),
         negative(
@@ -193,7 +187,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
         .find(|(name, _)| !top_n.contains(&name.as_str()))
         .unwrap()
         .clone();
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         url("/feedback-negative"),
         negative(
@@ -216,7 +210,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
 
     // A species typed by hand (the frontend quotes it), moved with decimals past the edge.
     let dims = [1914.0, 1118.0];
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         url("/feedback-negative"),
         negative(
@@ -238,7 +232,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
         json!({"topX": 10, "topY": 0, "bottomX": 251, "bottomY": dims[1] as i64})
     );
     // The same name in another case is the same species; so is a known one.
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         url("/feedback-negative"),
         negative(
@@ -255,7 +249,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
     assert!(!picture_validated(t, &user).await, "one box left");
 
     // "No Seed": deleted, still listed, verified; not counted.
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         url("/feedback-negative"),
         negative(
@@ -283,7 +277,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
     assert_eq!(answer["totalBoxes"], 6, "every listed box");
     // Every box verified, a deleted one included: the picture is training data now.
     assert!(picture_validated(t, &user).await);
-    let (status, holds) = post(
+    let (status, holds) = post_json(
         &t.http,
         url("/delete-request"),
         json!({"container_name": user, "folder_uuid": folder}),
@@ -300,7 +294,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
                "box": {"topX": 700.2, "topY": 20.7, "bottomX": 800.0, "bottomY": 120.0},
                "comment": "Seed not Detected"}),
     );
-    let (status, answer) = post(&t.http, url("/feedback-negative"), missed.clone()).await;
+    let (status, answer) = post_json(&t.http, url("/feedback-negative"), missed.clone()).await;
     assert_eq!(status, 200, "{answer}");
     let boxes = answer["boxes"].as_array().unwrap();
     assert_eq!(boxes.len(), 7);
@@ -309,7 +303,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
         boxes[6]["box"],
         json!({"topX": 700, "topY": 21, "bottomX": 800, "bottomY": 120})
     );
-    let (status, refused) = post(&t.http, url("/feedback-negative"), missed).await;
+    let (status, refused) = post_json(&t.http, url("/feedback-negative"), missed).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(t.count("inference_boxes").await, 7);
     assert!(picture_validated(t, &user).await);
@@ -321,7 +315,7 @@ async fn every_case_of_feedback(t: &TestBackend) {
         .find(|f| f["folder_name"] == "Lot 9")
         .unwrap()["pictures"][0]["picture_id"]
         .clone();
-    let (status, stored) = post(
+    let (status, stored) = post_json(
         &t.http,
         url("/get-picture"),
         json!({"container_name": user, "picture_id": picture_id}),
@@ -447,7 +441,7 @@ async fn refusals_change_nothing(t: &TestBackend) {
         ),
     ];
     for (client, path, body, expected) in cases {
-        let (status, answer) = post(&client, url(path), body.clone()).await;
+        let (status, answer) = post_json(&client, url(path), body.clone()).await;
         assert_eq!(status, expected, "{path} {body}: {answer}");
         assert!(answer["error"].is_string(), "{answer}");
         assert_eq!(footprint(t).await, before, "{path} {body} changed nothing");
@@ -475,7 +469,7 @@ async fn verified_pictures_go_to_the_archive() {
     let t = start(Db::Postgres, Blobs::Azurite).await;
     let (user, inference, folder) = six_seeds(&t).await;
     // A second, unverified picture in the same folder.
-    let (status, _) = post(
+    let (status, _) = post_json(
         &t.http,
         t.url("/inf"),
         json!({"model_name": DEFAULT_PIPELINE, "image": data_url("image/png", &photo_bytes()),
@@ -485,11 +479,11 @@ async fn verified_pictures_go_to_the_archive() {
     assert_eq!(status, 200);
     for i in 0..6 {
         let body = json!({"userId": user, "inferenceId": inference["inference_id"], "boxes": [{"boxId": box_id(&inference, i)}]});
-        let (status, answer) = post(&t.http, t.url("/feedback-positive"), body).await;
+        let (status, answer) = post_json(&t.http, t.url("/feedback-positive"), body).await;
         assert_eq!(status, 200, "{answer}");
     }
     let blobs_before = t.blob_keys().await.len();
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/del"),
         json!({"container_name": user, "folder_name": folder}),
@@ -511,7 +505,7 @@ async fn verified_pictures_go_to_the_archive() {
     );
     // The archive owner has it, verified.
     let archive = t.user("archive@nachet.local").await;
-    let (status, folders) = post(
+    let (status, folders) = post_json(
         &t.client_as("archive@nachet.local"),
         t.url("/get-directories"),
         json!({"container_name": archive}),

@@ -20,18 +20,8 @@ fn frontend_inf(user: &str, folder: &str, image: String, dims: [u32; 2]) -> Valu
     })
 }
 
-async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn directories(t: &TestBackend, user: &str) -> Vec<Value> {
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/get-directories"),
         json!({"container_name": user}),
@@ -51,7 +41,7 @@ fn folder<'a>(folders: &'a [Value], name: &str) -> &'a Value {
 /// Every route the frontend calls, in the order a technician's session calls them.
 async fn a_technicians_session(t: &TestBackend) {
     // Who am I: always `{"email": ""}`.
-    let (status, answer) = post(&t.http, t.url("/get-user-id"), json!({"email": ""})).await;
+    let (status, answer) = post_json(&t.http, t.url("/get-user-id"), json!({"email": ""})).await;
     assert_eq!(status, 200, "{answer}");
     let user = answer["user_id"].as_str().unwrap().to_owned();
     assert_eq!(user, t.user(TECH).await, "the same id every time");
@@ -65,7 +55,7 @@ async fn a_technicians_session(t: &TestBackend) {
 
     // A picture into "General" by name, as the frontend's first call does.
     let photo = photo_bytes();
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/inf"),
         frontend_inf(&user, "General", data_url("image/png", &photo), [638, 559]),
@@ -107,14 +97,14 @@ async fn a_technicians_session(t: &TestBackend) {
     }
 
     // A folder of its own, then a TIFF picture into it by its picture_set_id.
-    let (status, created) = post(
+    let (status, created) = post_json(
         &t.http,
         t.url("/create-dir"),
         json!({"container_name": user, "folder_name": "Lot 42"}),
     )
     .await;
     assert_eq!(status, 200, "{created}");
-    let (status, again) = post(
+    let (status, again) = post_json(
         &t.http,
         t.url("/create-dir"),
         json!({"container_name": user, "folder_name": "Lot 42"}),
@@ -126,7 +116,7 @@ async fn a_technicians_session(t: &TestBackend) {
     let tiff_url = data_url("image/tiff", &tiff);
 
     // The pre-check's SHA-256, sent back as `validator`: a mismatch is refused, saying so.
-    let (status, validated) = post(
+    let (status, validated) = post_json(
         &t.http,
         t.url("/image-validation"),
         json!({"image": tiff_url}),
@@ -137,7 +127,7 @@ async fn a_technicians_session(t: &TestBackend) {
     assert_eq!(sha256.len(), 64);
     let mut wrong = frontend_inf(&user, &lot_id, tiff_url.clone(), [638, 559]);
     wrong["validator"] = "0".repeat(64).into();
-    let (status, refused) = post(&t.http, t.url("/inf"), wrong).await;
+    let (status, refused) = post_json(&t.http, t.url("/inf"), wrong).await;
     assert_eq!(status, 400, "{refused}");
     assert!(
         refused["error"].as_str().unwrap().contains("validator"),
@@ -145,7 +135,7 @@ async fn a_technicians_session(t: &TestBackend) {
     );
     let mut right = frontend_inf(&user, &lot_id, tiff_url, [638, 559]);
     right["validator"] = sha256.into();
-    let (status, tiff_answer) = post(&t.http, t.url("/inf"), right).await;
+    let (status, tiff_answer) = post_json(&t.http, t.url("/inf"), right).await;
     assert_eq!(status, 200, "{tiff_answer}");
 
     let folders = directories(t, &user).await;
@@ -162,7 +152,7 @@ async fn a_technicians_session(t: &TestBackend) {
     let picture_id = picture["picture_id"].as_str().unwrap().to_owned();
 
     // The stored picture comes back with its inference.
-    let (status, stored) = post(
+    let (status, stored) = post_json(
         &t.http,
         t.url("/get-picture"),
         json!({"container_name": user, "picture_id": picture_id}),
@@ -182,14 +172,14 @@ async fn a_technicians_session(t: &TestBackend) {
 
     // Deleting: nothing verified, so no question; the folder, its rows and blobs go.
     let blobs_before = t.blob_keys().await.len();
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/delete-request"),
         json!({"container_name": user, "folder_uuid": lot_id}),
     )
     .await;
     assert_eq!((status, answer), (200, json!(false)));
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/del"),
         json!({"container_name": user, "folder_name": lot_id}),
@@ -204,14 +194,14 @@ async fn a_technicians_session(t: &TestBackend) {
     assert_eq!(folders.len(), 1);
 
     // "General" stays; a deleted folder is gone.
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/delete-permanently"),
         json!({"container_name": user, "folder_uuid": general_id}),
     )
     .await;
     assert_eq!(status, 409, "{answer}");
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/delete-with-archive"),
         json!({"container_name": user, "folder_uuid": lot_id}),
@@ -220,21 +210,21 @@ async fn a_technicians_session(t: &TestBackend) {
     assert_eq!(status, 404, "{answer}");
 
     // A folder with a picture, deleted permanently.
-    let (_, created) = post(
+    let (_, created) = post_json(
         &t.http,
         t.url("/create-dir"),
         json!({"container_name": user, "folder_name": "Lot 43"}),
     )
     .await;
     let lot_id = created["picture_set_id"].as_str().unwrap().to_owned();
-    let (status, _) = post(
+    let (status, _) = post_json(
         &t.http,
         t.url("/inf"),
         frontend_inf(&user, &lot_id, data_url("image/png", &photo), [638, 559]),
     )
     .await;
     assert_eq!(status, 200);
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &t.http,
         t.url("/delete-permanently"),
         json!({"container_name": user, "folder_uuid": lot_id}),
@@ -246,7 +236,7 @@ async fn a_technicians_session(t: &TestBackend) {
 
     // The first inference is still there, and still reads back.
     let general = folder(&directories(t, &user).await, "General").clone();
-    let (status, stored) = post(
+    let (status, stored) = post_json(
         &t.http,
         t.url("/get-picture"),
         json!({"container_name": user, "picture_id": general["pictures"][0]["picture_id"]}),
@@ -287,7 +277,7 @@ async fn nobody_touches_anothers_storage(t: &TestBackend) {
     let alice = t.user(TECH).await;
     let mallory_client = t.client_as("mallory@example.org");
     let mallory = t.user("mallory@example.org").await;
-    let (_, created) = post(
+    let (_, created) = post_json(
         &t.http,
         t.url("/create-dir"),
         json!({"container_name": alice, "folder_name": "Alice's lot"}),
@@ -295,7 +285,7 @@ async fn nobody_touches_anothers_storage(t: &TestBackend) {
     .await;
     let alice_folder = created["picture_set_id"].as_str().unwrap().to_owned();
     let photo = data_url("image/png", &photo_bytes());
-    let (status, _) = post(
+    let (status, _) = post_json(
         &t.http,
         t.url("/inf"),
         frontend_inf(&alice, &alice_folder, photo.clone(), [638, 559]),
@@ -308,7 +298,7 @@ async fn nobody_touches_anothers_storage(t: &TestBackend) {
             .unwrap()
             .to_owned();
     // Mallory's own General exists, so that listing it changes nothing below.
-    let _ = post(
+    let _ = post_json(
         &mallory_client,
         t.url("/get-directories"),
         json!({"container_name": mallory}),
@@ -385,7 +375,7 @@ async fn nobody_touches_anothers_storage(t: &TestBackend) {
         ("/get-user-id", json!({"email": TECH})),
     ];
     for (path, body) in attempts {
-        let (status, answer) = post(&mallory_client, t.url(path), body.clone()).await;
+        let (status, answer) = post_json(&mallory_client, t.url(path), body.clone()).await;
         assert_eq!(status, 403, "{path} {body}: {answer}");
         assert!(answer["error"].is_string(), "{answer}");
         assert_eq!(footprint(t).await, before, "{path} changed nothing");
@@ -413,14 +403,14 @@ async fn long_folder_names_fit_any_store() {
     let t = start(Db::Sqlite, Blobs::LocalDisk).await;
     let user = t.user(TECH).await;
     for name in ["é".repeat(127), "~".repeat(100), "%".repeat(200)] {
-        let (status, created) = post(
+        let (status, created) = post_json(
             &t.http,
             t.url("/create-dir"),
             json!({"container_name": user, "folder_name": name}),
         )
         .await;
         assert_eq!(status, 200, "{created}");
-        let (status, answer) = post(
+        let (status, answer) = post_json(
             &t.http,
             t.url("/inf"),
             frontend_inf(

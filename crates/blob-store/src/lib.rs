@@ -21,6 +21,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,7 +31,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -82,6 +83,9 @@ fn default_local_root() -> PathBuf {
 
 /// Builds the store `settings` describe. Nothing is contacted yet: a wrong Azure key or a
 /// missing container shows on the first call.
+/// See the Azure arm of [`open`].
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 pub fn open(settings: &BlobSettings) -> Result<ObjectBlobStore, BlobError> {
     let store: Arc<dyn ObjectStore> = match settings {
         BlobSettings::LocalDisk { root } => {
@@ -114,6 +118,14 @@ pub fn open(settings: &BlobSettings) -> Result<ObjectBlobStore, BlobError> {
             prefix,
         } => {
             let mut builder = MicrosoftAzureBuilder::new()
+                .with_client_options(
+                    // A pooled connection idle longer than this is not reused. Node servers
+                    // (Azurite) and many proxies close idle keep-alive connections after
+                    // 5 s; a write sent on one they just closed fails, and a create-only
+                    // write cannot be retried blindly. Azure's own idle timeout is longer:
+                    // the cost here is a new connection after 4 s of quiet.
+                    ClientOptions::new().with_pool_idle_timeout(POOL_IDLE_TIMEOUT),
+                )
                 .with_account(account)
                 .with_access_key(access_key.expose_secret())
                 .with_container_name(container);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use blob_store::BlobSettings;
-use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+use image::{DynamicImage, ImageFormat, RgbImage, Rgba, RgbaImage};
 use nachet_backend::{Backend, Settings};
 use sea_orm::{ConnectionTrait, Statement};
 use secrecy::SecretString;
@@ -266,4 +266,32 @@ pub fn jpeg_with_orientation(picture: &DynamicImage, orientation: u16) -> Vec<u8
     out.extend_from_slice(&app1);
     out.extend_from_slice(&jpeg[2..]);
     out
+}
+
+/// POSTs a JSON body: the status and the JSON answer (a non-JSON answer as a string).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: String,
+    body: impl serde::Serialize,
+) -> (u16, serde_json::Value) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// A PNG of noise (it does not compress): about `side * side * 3` bytes.
+pub fn noise_png(side: u32) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_u32;
+    let picture = RgbImage::from_fn(side, side, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let [r, g, b, _] = state.to_le_bytes();
+        image::Rgb([r, g, b])
+    });
+    encode(&DynamicImage::ImageRgb8(picture), ImageFormat::Png)
 }
