@@ -218,21 +218,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             )
         })?;
     let address = listener.local_addr()?;
-    let series = series_wiring::start(
-        &settings.series,
-        &settings.data_dir,
-        store.clone(),
-        address,
-        settings.admin.token.clone(),
-    )
-    .await?;
+    let series =
+        series_wiring::start(&settings.series, &settings.data_dir, store.clone(), address).await?;
     let series_data = series.api.clone();
     let body_limit = settings.server.max_body_bytes;
     let inference_data = web::Data::from(inference.clone());
     let folders_data = web::Data::from(folders.clone());
     let identity_data = web::Data::new(settings.identity.clone());
     let fallback = web::Data::new(http::fallback::Routes::from_openapi());
-    let admin_data = web::Data::new(http::admin::AdminApi::new(catalogues, &settings.admin));
+    let admin_data = web::Data::new(http::admin::AdminApi::new(catalogues));
+    let admin_token = web::Data::new(http::admin::AdminToken::new(&settings.admin));
     let server = HttpServer::new(move || {
         App::new()
             .wrap(tracing_actix_web::TracingLogger::default())
@@ -242,6 +237,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             .app_data(dataset.clone())
             .app_data(identity_data.clone())
             .app_data(admin_data.clone())
+            .app_data(admin_token.clone())
             .app_data(series_data.clone())
             .app_data(
                 web::JsonConfig::default()

@@ -177,13 +177,12 @@ impl SeriesRuntime {
 }
 
 /// Wires series predictions. `listening` is the backend's bound address (the reference ML
-/// app calls back there); `admin_token` guards `POST /api/admin/organizations`.
+/// app calls back there).
 pub async fn start(
     settings: &SeriesSettings,
     data_dir: &Path,
     store: Arc<SqlStore>,
     listening: SocketAddr,
-    admin_token: Option<SecretString>,
 ) -> anyhow::Result<SeriesRuntime> {
     let ml = &settings.ml_app;
     let (reference_ml_app, url, callback_token, model_types) = match ml.kind {
@@ -331,7 +330,6 @@ pub async fn start(
     let api = web::Data::new(SeriesApi::new(
         service.clone(),
         vec![(ml.name.clone(), callback_token)],
-        admin_token,
     ));
     Ok(SeriesRuntime {
         service,

@@ -287,6 +287,9 @@ impl Series {
         match state {
             PredictionState::NotStarted => Err(TransitionError::NotSent { run: run_id }),
             PredictionState::InProgress => {
+                // A report proves the ML app had the series: when it comes before the worker
+                // recorded the submission, the submission is no later than the report.
+                run.submitted_at.get_or_insert(now);
                 run.finished_at = Some(now);
                 if status == ReportedStatus::Failed {
                     run.last_error = Some(format!(
@@ -391,12 +394,17 @@ mod tests {
                 t(2),
             )
             .unwrap();
-        // The worker records the submission afterwards: the state stays completed.
+        // The report proves the submission: never submitted after it finished.
+        let recorded = series.run.as_ref().unwrap();
+        assert_eq!(recorded.submitted_at, Some(t(2)));
+        assert_eq!(recorded.finished_at, Some(t(2)));
+        // The worker's own record afterwards changes nothing; the state stays completed.
         assert_eq!(
             series.mark_submitted(run, t(100), t(3)),
-            Ok(Applied::Changed)
+            Ok(Applied::Unchanged)
         );
         assert_eq!(series.state, Completed);
+        assert_eq!(series.run.as_ref().unwrap().submitted_at, Some(t(2)));
     }
 
     #[test]

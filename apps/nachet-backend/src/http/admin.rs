@@ -3,16 +3,19 @@
 //! Every call needs `Authorization: Bearer <admin.token>` (`NACHET__ADMIN__TOKEN`); without a
 //! configured token the admin API is off.
 
+use std::future::{Ready, ready};
 use std::sync::Arc;
 
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
-use pipeline::{LoadCatalogueError, OpenVersionError, PipelineSet};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, get, post, web};
+use pipeline::PipelineSet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::{bearer_token, same_secret};
+use super::error::ApiError;
 use crate::catalogue::{Catalogues, SwitchError};
 
 /// `[admin]` of the configuration.
@@ -24,112 +27,61 @@ pub struct AdminSettings {
     pub token: Option<SecretString>,
 }
 
-/// What the admin routes need.
+/// What the catalogue admin routes need.
 pub struct AdminApi {
     catalogues: Arc<Catalogues>,
-    token: Option<SecretString>,
 }
 
 impl AdminApi {
-    pub fn new(catalogues: Arc<Catalogues>, settings: &AdminSettings) -> Self {
-        Self {
-            catalogues,
-            token: settings
+    pub fn new(catalogues: Arc<Catalogues>) -> Self {
+        Self { catalogues }
+    }
+}
+
+/// The admin token of the configuration (`None`, or empty: the admin API is off).
+pub struct AdminToken(Option<SecretString>);
+
+impl AdminToken {
+    pub fn new(settings: &AdminSettings) -> Self {
+        Self(
+            settings
                 .token
                 .clone()
                 .filter(|t| !t.expose_secret().trim().is_empty()),
-        }
+        )
     }
+}
 
-    /// The admin token check, for admin routes of other areas.
-    pub fn check(&self, request: &HttpRequest) -> Result<(), super::error::ApiError> {
-        self.authorize(request)
-            .map_err(|e| super::error::ApiError::new(e.status, e.message))
-    }
+/// A request that carries the admin token: the one check of every admin route, whatever
+/// its area. 403 when the admin API is off, 401 without the token or with another one.
+pub struct Admin;
 
-    fn authorize(&self, request: &HttpRequest) -> Result<(), AdminError> {
-        let Some(expected) = &self.token else {
-            return Err(AdminError::new(
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let expected = request
+            .app_data::<web::Data<AdminToken>>()
+            .and_then(|token| token.0.clone());
+        ready(match (expected, bearer_token(request)) {
+            (None, _) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "the admin API is off: set admin.token (NACHET__ADMIN__TOKEN) to use it",
-            ));
-        };
-        match bearer_token(request) {
-            None => Err(AdminError::unauthorized(
+            )),
+            (Some(_), None) => Err(ApiError::unauthorized(
                 "send the admin token as Authorization: Bearer <token>",
             )),
-            Some(given) if same_secret(given, expected.expose_secret()) => Ok(()),
-            Some(_) => Err(AdminError::unauthorized("the admin token is not valid")),
-        }
+            (Some(expected), Some(given)) if same_secret(given, expected.expose_secret()) => {
+                Ok(Admin)
+            }
+            (Some(_), Some(_)) => Err(ApiError::unauthorized("the admin token is not valid")),
+        })
     }
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(pipelines).service(reload);
-}
-
-#[derive(Debug)]
-struct AdminError {
-    status: StatusCode,
-    message: String,
-    available: Option<Vec<String>>,
-}
-
-impl AdminError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            available: None,
-        }
-    }
-
-    fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
-}
-
-impl std::fmt::Display for AdminError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl ResponseError for AdminError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        // For an unknown version: the versions that exist.
-        let available = self.available.as_deref().map(|v| ("available_versions", v));
-        super::error::error_response(self.status, &self.message, available)
-    }
-}
-
-impl From<SwitchError> for AdminError {
-    fn from(error: SwitchError) -> Self {
-        let message = error.to_string();
-        match error {
-            SwitchError::NoStoredVersions => Self::new(StatusCode::CONFLICT, message),
-            SwitchError::List(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
-            SwitchError::Load(LoadCatalogueError::Open(open)) => match open {
-                OpenVersionError::NotFound { available, .. } => Self {
-                    status: StatusCode::NOT_FOUND,
-                    message,
-                    available: Some(available),
-                },
-                OpenVersionError::WrongKey { .. } => Self::new(StatusCode::CONFLICT, message),
-                OpenVersionError::Invalid { .. } => {
-                    Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-                }
-                OpenVersionError::Storage(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
-            },
-            SwitchError::Load(LoadCatalogueError::Record(_)) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
-            }
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -188,11 +140,7 @@ struct PipelinesBody {
     security(("bearer" = []))
 )]
 #[get("/api/admin/pipelines")]
-pub async fn pipelines(
-    request: HttpRequest,
-    api: web::Data<AdminApi>,
-) -> Result<HttpResponse, AdminError> {
-    api.authorize(&request)?;
+pub async fn pipelines(_admin: Admin, api: web::Data<AdminApi>) -> Result<HttpResponse, ApiError> {
     let running = RunningCatalogue::from(api.catalogues.registry().current().as_ref());
     let versions = match api.catalogues.versions().await {
         Ok(versions) => versions,
@@ -242,14 +190,13 @@ struct ReloadedBody {
 )]
 #[post("/api/admin/pipelines/reload")]
 pub async fn reload(
-    request: HttpRequest,
+    // The token first: nothing about the body is told to a caller without it.
+    _admin: Admin,
     api: web::Data<AdminApi>,
     body: web::Bytes,
-) -> Result<HttpResponse, AdminError> {
-    // The token first: nothing about the body is told to a caller without it.
-    api.authorize(&request)?;
+) -> Result<HttpResponse, ApiError> {
     let body: ReloadBody = serde_json::from_slice(&body).map_err(|e| {
-        AdminError::new(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the body must be {{\"version\": \"MAJOR.MINOR.PATCH\"}}: {e}"),
         )

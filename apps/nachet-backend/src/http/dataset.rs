@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpResponse, get, web};
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use dataset_zip::ZipSink;
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::admin::AdminApi;
+use super::admin::Admin;
 use super::caller::Caller;
 use super::error::{ApiError, ErrorBody};
 
@@ -79,13 +79,11 @@ pub async fn own_dataset(
 )]
 #[get("/api/admin/dataset")]
 pub async fn whole_dataset(
-    request: HttpRequest,
-    admin: web::Data<AdminApi>,
+    _admin: Admin,
     dataset: web::Data<DatasetService>,
     users: web::Data<InferenceService>,
     query: web::Query<DatasetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    admin.check(&request)?;
     let user_id = match &query.user {
         Some(email) => Some(users.existing_user(email).await?),
         None => None,

@@ -1,9 +1,19 @@
-//! Domain errors to HTTP answers, in one place. Every error answer is `{"error": "..."}`.
+//! Domain errors to HTTP answers, in one place, for every area: one [`ApiError`], a `From`
+//! for each use case's error. Every error answer is `{"error": "..."}` (plus, for an unknown
+//! name, the list of those that exist). One status per kind of failure: the database or blob
+//! storage unavailable is 503 everywhere, and a 5xx body says what failed and what to do,
+//! never the underlying message (that is logged).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use datastore::StoreError;
+use dicom_series::{
+    AddOrganizationError, FindSeriesError, PredictError, ReportError, TransitionError,
+};
 use inference::{FeedbackError, FolderError, InferError};
 use serde::Serialize;
+
+use crate::catalogue::SwitchError;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -17,6 +27,10 @@ pub struct ErrorBody {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// What exists, when a name was unknown: `(key, names)`, e.g. `("known", [...])`.
+    pub list: Option<(&'static str, Vec<String>)>,
+    /// For the log only: the underlying failure of a 5xx.
+    pub detail: Option<String>,
 }
 
 impl ApiError {
@@ -24,7 +38,28 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            list: None,
+            detail: None,
         }
+    }
+
+    fn with_list(mut self, key: &'static str, names: Vec<String>) -> Self {
+        self.list = Some((key, names));
+        self
+    }
+
+    /// 503: a store the request needs is unavailable; the reason is logged, not answered.
+    pub fn unavailable(what: &str, detail: impl std::fmt::Display) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what} is unavailable; try again in a moment"),
+        );
+        error.detail = Some(detail.to_string());
+        error
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -42,7 +77,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        error_response(self.status, &self.message, None)
+        if let Some(detail) = &self.detail {
+            tracing::error!(status = %self.status, %detail, "the underlying failure");
+        }
+        let list = self
+            .list
+            .as_ref()
+            .map(|(key, names)| (*key, names.as_slice()));
+        error_response(self.status, &self.message, list)
     }
 }
 
@@ -129,7 +171,9 @@ impl From<InferError> for ApiError {
             InferError::Model(step) if step.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             InferError::Model(_) => StatusCode::BAD_GATEWAY,
             InferError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            InferError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            InferError::Storage(detail) => {
+                return ApiError::unavailable("storage (database or blobs)", detail);
+            }
         };
         ApiError::new(status, error.to_string())
     }
@@ -144,7 +188,9 @@ impl From<FolderError> for ApiError {
             | FolderError::BatchFull(_) => StatusCode::CONFLICT,
             FolderError::NotFound(_) => StatusCode::NOT_FOUND,
             FolderError::Forbidden(_) => StatusCode::FORBIDDEN,
-            FolderError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            FolderError::Storage(detail) => {
+                return ApiError::unavailable("storage (database or blobs)", detail);
+            }
         };
         ApiError::new(status, error.to_string())
     }
@@ -157,9 +203,106 @@ impl From<FeedbackError> for ApiError {
             FeedbackError::NotFound(_) => StatusCode::NOT_FOUND,
             FeedbackError::Forbidden(_) => StatusCode::FORBIDDEN,
             FeedbackError::AlreadyVerified(_) => StatusCode::CONFLICT,
-            FeedbackError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            FeedbackError::Storage(detail) => {
+                return ApiError::unavailable("the database", detail);
+            }
         };
         ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::unavailable("the database", error)
+    }
+}
+
+impl From<dicom_series::StoreError> for ApiError {
+    fn from(error: dicom_series::StoreError) -> Self {
+        ApiError::unavailable("the database", error)
+    }
+}
+
+impl From<PredictError> for ApiError {
+    fn from(error: PredictError) -> Self {
+        let message = error.to_string();
+        match error {
+            PredictError::Invalid(_) => Self::bad_request(message),
+            PredictError::UnknownOrganization { known, .. } => {
+                Self::new(StatusCode::NOT_FOUND, message).with_list("known", known)
+            }
+            PredictError::UnknownModelType { known, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, message).with_list("known", known)
+            }
+            PredictError::NotQueued { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            PredictError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(error: ReportError) -> Self {
+        let message = error.to_string();
+        match error {
+            ReportError::SeriesNotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
+            ReportError::WrongMlApp { .. } => Self::new(StatusCode::FORBIDDEN, message),
+            ReportError::Rejected(
+                TransitionError::StaleRun { .. }
+                | TransitionError::NoRun
+                | TransitionError::ModelTypeMismatch { .. }
+                | TransitionError::NotSent { .. }
+                | TransitionError::AlreadyReported { .. }
+                | TransitionError::RunFinished { .. },
+            ) => Self::new(StatusCode::CONFLICT, message),
+            ReportError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<FindSeriesError> for ApiError {
+    fn from(error: FindSeriesError) -> Self {
+        match error {
+            FindSeriesError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            FindSeriesError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AddOrganizationError> for ApiError {
+    fn from(error: AddOrganizationError) -> Self {
+        let message = error.to_string();
+        match error {
+            AddOrganizationError::Invalid(_) => Self::bad_request(message),
+            AddOrganizationError::DuplicateName(_) => Self::new(StatusCode::CONFLICT, message),
+            AddOrganizationError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SwitchError> for ApiError {
+    fn from(error: SwitchError) -> Self {
+        use pipeline::{LoadCatalogueError, OpenVersionError};
+        let message = error.to_string();
+        match error {
+            SwitchError::NoStoredVersions => Self::new(StatusCode::CONFLICT, message),
+            SwitchError::List(detail) => Self::unavailable("the catalogue store", detail),
+            SwitchError::Load(LoadCatalogueError::Open(open)) => match open {
+                OpenVersionError::NotFound { available, .. } => {
+                    Self::new(StatusCode::NOT_FOUND, message)
+                        .with_list("available_versions", available)
+                }
+                OpenVersionError::WrongKey { .. } => Self::new(StatusCode::CONFLICT, message),
+                OpenVersionError::Invalid { .. } => {
+                    Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+                }
+                OpenVersionError::Storage(detail) => {
+                    Self::unavailable("the catalogue store", detail)
+                }
+            },
+            SwitchError::Load(LoadCatalogueError::Record(detail)) => {
+                Self::unavailable("the database", detail)
+            }
+        }
     }
 }
 

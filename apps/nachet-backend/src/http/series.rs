@@ -1,5 +1,5 @@
 //! DICOM series predictions (contract 2.1): JSON to the domain and back, and the domain's
-//! errors to statuses, in one place ([`SeriesApiError`]).
+//! errors to statuses, in one place ([`ApiError`]).
 //!
 //! - `POST /api/studies/series/predict`: ask for a prediction; `202` with the series.
 //! - `PUT /api/studies/series/{series_id}/status`: the ML app reports, with
@@ -12,17 +12,18 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
 use dicom_series::ports::DicomCredentials;
 use dicom_series::{
-    AddOrganizationError, FindSeriesError, PredictDecision, PredictError, PredictRequest,
-    PredictionService, ReportError, ReportedStatus, RunId, Series, SeriesId, StatusReport,
-    StoreError, TransitionError, basic_credentials, bearer_credentials, credentials_kind,
+    PredictDecision, PredictRequest, PredictionService, ReportedStatus, RunId, Series, SeriesId,
+    StatusReport, basic_credentials, bearer_credentials, credentials_kind,
 };
 use secrecy::{ExposeSecret, SecretString};
 
+use super::admin::Admin;
 use super::auth::{bearer_token, same_secret};
+use super::error::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -31,27 +32,23 @@ pub struct SeriesApi {
     service: Arc<PredictionService>,
     /// Each configured ML app's name and callback token.
     ml_app_tokens: Vec<(String, SecretString)>,
-    /// The admin API's token; `None`: organizations cannot be added over HTTP.
-    admin_token: Option<SecretString>,
 }
 
 impl SeriesApi {
     pub fn new(
         service: Arc<PredictionService>,
         ml_app_tokens: Vec<(String, SecretString)>,
-        admin_token: Option<SecretString>,
     ) -> Self {
         Self {
             service,
             ml_app_tokens,
-            admin_token: admin_token.filter(|t| !t.expose_secret().trim().is_empty()),
         }
     }
 
     /// The ML app whose callback token the request carries.
-    fn calling_ml_app(&self, request: &HttpRequest) -> Result<&str, SeriesApiError> {
+    fn calling_ml_app(&self, request: &HttpRequest) -> Result<&str, ApiError> {
         let given = bearer_token(request).ok_or_else(|| {
-            SeriesApiError::unauthorized(
+            ApiError::unauthorized(
                 "send the ML app's callback token as Authorization: Bearer <token>",
             )
         })?;
@@ -62,23 +59,7 @@ impl SeriesApi {
                 caller = Some(name.as_str());
             }
         }
-        caller.ok_or_else(|| SeriesApiError::unauthorized("the callback token is not valid"))
-    }
-
-    fn authorize_admin(&self, request: &HttpRequest) -> Result<(), SeriesApiError> {
-        let Some(expected) = &self.admin_token else {
-            return Err(SeriesApiError::new(
-                StatusCode::FORBIDDEN,
-                "the admin API is off: set admin.token (NACHET__ADMIN__TOKEN) to use it",
-            ));
-        };
-        match bearer_token(request) {
-            None => Err(SeriesApiError::unauthorized(
-                "send the admin token as Authorization: Bearer <token>",
-            )),
-            Some(given) if same_secret(given, expected.expose_secret()) => Ok(()),
-            Some(_) => Err(SeriesApiError::unauthorized("the admin token is not valid")),
-        }
+        caller.ok_or_else(|| ApiError::unauthorized("the callback token is not valid"))
     }
 }
 
@@ -236,7 +217,7 @@ pub struct OrganizationAnswer {
 pub async fn predict(
     api: web::Data<SeriesApi>,
     body: web::Json<PredictBody>,
-) -> Result<HttpResponse, SeriesApiError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let outcome = api
         .service
@@ -286,26 +267,25 @@ pub async fn report_status(
     request: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-) -> Result<HttpResponse, SeriesApiError> {
+) -> Result<HttpResponse, ApiError> {
     let caller = api.calling_ml_app(&request)?;
     let series_id = parse_series_id(&path)?;
-    let body: StatusBody = serde_json::from_slice(&body).map_err(|e| {
-        SeriesApiError::bad_request(format!("the body is not a status report: {e}"))
-    })?;
+    let body: StatusBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a status report: {e}")))?;
     let status: ReportedStatus = body
         .status
         .parse()
-        .map_err(|e: dicom_series::UnknownStatus| SeriesApiError::bad_request(e.to_string()))?;
+        .map_err(|e: dicom_series::UnknownStatus| ApiError::bad_request(e.to_string()))?;
     let run_id = body
         .run_id
         .as_deref()
         .ok_or_else(|| {
-            SeriesApiError::bad_request(
+            ApiError::bad_request(
                 "runId is missing: report the runId the prediction request carried",
             )
         })?
         .parse::<RunId>()
-        .map_err(|_| SeriesApiError::bad_request("runId is not a UUID"))?;
+        .map_err(|_| ApiError::bad_request("runId is not a UUID"))?;
     let (series, _) = api
         .service
         .report(
@@ -333,7 +313,7 @@ pub async fn report_status(
 pub async fn get_series(
     api: web::Data<SeriesApi>,
     path: web::Path<String>,
-) -> Result<HttpResponse, SeriesApiError> {
+) -> Result<HttpResponse, ApiError> {
     let series = api.service.find_series(parse_series_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(SeriesView::from(series)))
 }
@@ -350,14 +330,13 @@ pub async fn get_series(
 )]
 #[post("/api/admin/organizations")]
 pub async fn add_organization(
+    // The token first: nothing about the body is told to a caller without it.
+    _admin: Admin,
     api: web::Data<SeriesApi>,
-    request: HttpRequest,
     body: web::Bytes,
-) -> Result<HttpResponse, SeriesApiError> {
-    api.authorize_admin(&request)?;
-    let body: OrganizationBody = serde_json::from_slice(&body).map_err(|e| {
-        SeriesApiError::bad_request(format!("the body is not an organization: {e}"))
-    })?;
+) -> Result<HttpResponse, ApiError> {
+    let body: OrganizationBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not an organization: {e}")))?;
     let credentials = match body.credentials {
         None | Some(CredentialsBody::None) => DicomCredentials::None,
         Some(CredentialsBody::Basic { username, password }) => {
@@ -383,158 +362,40 @@ pub async fn add_organization(
 )]
 #[get("/api/admin/organizations")]
 pub async fn list_organizations(
+    _admin: Admin,
     api: web::Data<SeriesApi>,
-    request: HttpRequest,
-) -> Result<HttpResponse, SeriesApiError> {
-    api.authorize_admin(&request)?;
+) -> Result<HttpResponse, ApiError> {
     let names = api.service.organization_names().await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "organizations": names })))
 }
 
 /// A malformed id names no series: 404, like an unknown one.
-fn parse_series_id(given: &str) -> Result<SeriesId, SeriesApiError> {
+fn parse_series_id(given: &str) -> Result<SeriesId, ApiError> {
     given.parse().map_err(|_| {
-        SeriesApiError::new(
+        ApiError::new(
             StatusCode::NOT_FOUND,
             format!("series {given:?} does not exist (a series id is a UUID)"),
         )
     })
 }
 
-// ---- errors: the one place where domain errors become statuses ----
-
-/// `{"error": "...", "known": [...]}`; `known` lists what exists when a name was unknown.
-#[derive(Debug)]
-pub struct SeriesApiError {
-    status: StatusCode,
-    message: String,
-    known: Option<Vec<String>>,
-}
-
-impl SeriesApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            known: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
-
-    fn unavailable(error: &StoreError) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the database is unavailable ({error}); try again later"),
-        )
-    }
-}
-
-impl std::fmt::Display for SeriesApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl ResponseError for SeriesApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let known = self.known.as_deref().map(|k| ("known", k));
-        super::error::error_response(self.status, &self.message, known)
-    }
-}
-
-impl From<PredictError> for SeriesApiError {
-    fn from(error: PredictError) -> Self {
-        let message = error.to_string();
-        match error {
-            PredictError::Invalid(_) => Self::bad_request(message),
-            PredictError::UnknownOrganization { known, .. } => Self {
-                status: StatusCode::NOT_FOUND,
-                message,
-                known: Some(known),
-            },
-            PredictError::UnknownModelType { known, .. } => Self {
-                status: StatusCode::BAD_REQUEST,
-                message,
-                known: Some(known),
-            },
-            PredictError::NotQueued { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
-            PredictError::Store(e) => Self::unavailable(&e),
-        }
-    }
-}
-
-impl From<ReportError> for SeriesApiError {
-    fn from(error: ReportError) -> Self {
-        let message = error.to_string();
-        match error {
-            ReportError::SeriesNotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
-            ReportError::WrongMlApp { .. } => Self::new(StatusCode::FORBIDDEN, message),
-            ReportError::Rejected(
-                TransitionError::StaleRun { .. }
-                | TransitionError::NoRun
-                | TransitionError::ModelTypeMismatch { .. }
-                | TransitionError::NotSent { .. }
-                | TransitionError::AlreadyReported { .. }
-                | TransitionError::RunFinished { .. },
-            ) => Self::new(StatusCode::CONFLICT, message),
-            ReportError::Store(e) => Self::unavailable(&e),
-        }
-    }
-}
-
-impl From<FindSeriesError> for SeriesApiError {
-    fn from(error: FindSeriesError) -> Self {
-        match error {
-            FindSeriesError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, error.to_string()),
-            FindSeriesError::Store(e) => Self::unavailable(&e),
-        }
-    }
-}
-
-impl From<AddOrganizationError> for SeriesApiError {
-    fn from(error: AddOrganizationError) -> Self {
-        let message = error.to_string();
-        match error {
-            AddOrganizationError::Invalid(_) => Self::bad_request(message),
-            AddOrganizationError::DuplicateName(_) => Self::new(StatusCode::CONFLICT, message),
-            AddOrganizationError::Store(e) => Self::unavailable(&e),
-        }
-    }
-}
-
-impl From<StoreError> for SeriesApiError {
-    fn from(error: StoreError) -> Self {
-        Self::unavailable(&error)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dicom_series::PredictError;
 
     #[test]
     fn unknown_names_answer_with_the_ones_that_exist() {
-        let error = SeriesApiError::from(PredictError::UnknownModelType {
+        let error = ApiError::from(PredictError::UnknownModelType {
             given: "x".into(),
             known: vec!["a".into(), "b".into()],
         });
         assert_eq!(error.status, StatusCode::BAD_REQUEST);
         assert_eq!(
-            error.known.as_deref(),
-            Some(&["a".to_string(), "b".to_string()][..])
+            error.list,
+            Some(("known", vec!["a".to_string(), "b".to_string()]))
         );
-        let error = SeriesApiError::from(PredictError::UnknownOrganization {
+        let error = ApiError::from(PredictError::UnknownOrganization {
             given: "x".into(),
             known: vec![],
         });
