@@ -65,8 +65,6 @@ pub struct PictureWithInference {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
-    #[error("folder_name: {0}")]
-    InvalidName(String),
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -155,12 +153,12 @@ impl FolderService {
 
     /// `/create-dir`.
     pub async fn create(&self, caller: Uuid, name: &str) -> Result<Folder, FolderError> {
-        // The name is a segment of the pictures' blob keys.
-        BlobKey::check_segment(name).map_err(FolderError::InvalidName)?;
+        check_folder_name(name)?;
         if name.trim() != name {
-            return Err(FolderError::InvalidName(format!(
-                "\"{name}\" starts or ends with spaces"
-            )));
+            return Err(FolderError::Invalid {
+                field: "folder_name",
+                message: format!("\"{name}\" starts or ends with spaces"),
+            });
         }
         match self
             .folders
@@ -251,7 +249,7 @@ impl FolderService {
         folder_name: &str,
         expected: u32,
     ) -> Result<Uuid, FolderError> {
-        BlobKey::check_segment(folder_name).map_err(FolderError::InvalidName)?;
+        check_folder_name(folder_name)?;
         if expected == 0 {
             return Err(FolderError::Invalid {
                 field: "nb_pictures",
@@ -453,6 +451,15 @@ impl FolderService {
         }
         deleted.len()
     }
+}
+
+/// A folder name is one line of printable text, 255 bytes at most (the rule of a blob key's
+/// segment, although keys hold folder ids since 2026-12-01).
+fn check_folder_name(name: &str) -> Result<(), FolderError> {
+    BlobKey::check_segment(name).map_err(|message| FolderError::Invalid {
+        field: "folder_name",
+        message,
+    })
 }
 
 fn data_url(content_type: &str, bytes: &[u8]) -> String {

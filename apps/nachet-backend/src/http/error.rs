@@ -182,7 +182,7 @@ impl From<InferError> for ApiError {
 impl From<FolderError> for ApiError {
     fn from(error: FolderError) -> Self {
         let status = match &error {
-            FolderError::InvalidName(_) | FolderError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            FolderError::Invalid { .. } => StatusCode::BAD_REQUEST,
             FolderError::AlreadyExists(_)
             | FolderError::DefaultFolder(_)
             | FolderError::BatchFull(_) => StatusCode::CONFLICT,
