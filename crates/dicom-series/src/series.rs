@@ -234,10 +234,13 @@ impl Series {
         now: DateTime<Utc>,
     ) -> Result<Applied, TransitionError> {
         let run = self.current_run(run_id)?;
-        if run.submitted_at.is_some() {
+        if run.submitted_at.is_some() && run.report_deadline.is_some() {
             return Ok(Applied::Unchanged);
         }
-        run.submitted_at = Some(now);
+        // A report that came first recorded the submission at its own time (no later than
+        // this); the deadline is recorded all the same, so that every run that was sent
+        // shows one.
+        run.submitted_at.get_or_insert(now);
         run.report_deadline = Some(deadline);
         self.updated_at = now;
         Ok(Applied::Changed)
@@ -398,13 +401,20 @@ mod tests {
         let recorded = series.run.as_ref().unwrap();
         assert_eq!(recorded.submitted_at, Some(t(2)));
         assert_eq!(recorded.finished_at, Some(t(2)));
-        // The worker's own record afterwards changes nothing; the state stays completed.
+        // The worker's own record afterwards adds only the deadline; the state stays
+        // completed and the submission keeps the report's time.
         assert_eq!(
             series.mark_submitted(run, t(100), t(3)),
-            Ok(Applied::Unchanged)
+            Ok(Applied::Changed)
         );
         assert_eq!(series.state, Completed);
-        assert_eq!(series.run.as_ref().unwrap().submitted_at, Some(t(2)));
+        let recorded = series.run.as_ref().unwrap();
+        assert_eq!(recorded.submitted_at, Some(t(2)));
+        assert_eq!(recorded.report_deadline, Some(t(100)));
+        assert_eq!(
+            series.mark_submitted(run, t(100), t(4)),
+            Ok(Applied::Unchanged)
+        );
     }
 
     #[test]
