@@ -72,8 +72,15 @@ pub struct ReferenceModelSettings {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct InferenceSettings {
+    /// `/inf` requests worked on at once (0: four per core).
     pub max_in_flight: usize,
-    pub crop_concurrency: usize,
+    /// Requests waiting for their turn, and their declared body bytes together.
+    pub queue_requests: usize,
+    pub queue_bytes: u64,
+    pub queue_wait_seconds: u64,
+    pub retry_after_seconds: u64,
+    /// Per-crop model calls at once, across every request.
+    pub max_crop_calls: usize,
     pub codec_threads: usize,
     /// Pictures over this many pixels are refused from their header, before decoding.
     pub max_picture_pixels: u64,

@@ -18,8 +18,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use inference::{
-    CodecPool, DatasetService, FeedbackService, FolderPorts, FolderService, InferenceService,
-    Ports, ServiceSettings,
+    Admission, AdmissionSettings, CodecPool, DatasetService, FeedbackService, FolderPorts,
+    FolderService, InferenceService, Ports, ServiceSettings,
 };
 use reference_models::ReferenceModels;
 use secrecy::ExposeSecret;
@@ -164,11 +164,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         },
         codec.clone(),
         ServiceSettings {
-            max_in_flight: settings.inference.max_in_flight,
-            crop_concurrency: settings.inference.crop_concurrency,
+            max_crop_calls: settings.inference.max_crop_calls,
             register_unknown_users: settings.users.register_unknown,
         },
     ));
+    let admission = web::Data::new(Admission::new(admission_settings(&settings.inference)));
 
     let folders = Arc::new(FolderService::new(
         FolderPorts {
@@ -232,6 +232,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         App::new()
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(inference_data.clone())
+            .app_data(admission.clone())
+            .app_data(web::Data::new(http::body::BodyLimit(body_limit)))
             .app_data(folders_data.clone())
             .app_data(feedback.clone())
             .app_data(dataset.clone())
@@ -271,4 +273,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         server: handle,
         task,
     })
+}
+
+/// `/inf` admission from the settings: four requests per core worked on by default, enough
+/// to keep the codec pool busy while others wait for their models.
+fn admission_settings(inference: &config::InferenceSettings) -> AdmissionSettings {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    AdmissionSettings {
+        working: match inference.max_in_flight {
+            0 => 4 * cores,
+            n => n,
+        },
+        queue_requests: inference.queue_requests,
+        queue_bytes: inference.queue_bytes,
+        max_wait: std::time::Duration::from_secs(inference.queue_wait_seconds),
+        retry_after: std::time::Duration::from_secs(inference.retry_after_seconds.max(1)),
+    }
 }

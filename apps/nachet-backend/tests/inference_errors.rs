@@ -140,7 +140,17 @@ async fn backend_with_classifier(
     classifier: &ReferenceModels,
     timeout_seconds: f64,
 ) -> TestBackend {
+    backend_with_classifier_and(classifier, timeout_seconds, |_| {}).await
+}
+
+/// [`backend_with_classifier`], its settings changed by `adjust` first.
+async fn backend_with_classifier_and(
+    classifier: &ReferenceModels,
+    timeout_seconds: f64,
+    adjust: impl FnOnce(&mut nachet_backend::Settings),
+) -> TestBackend {
     let (mut settings, dir) = settings(Db::Sqlite, Blobs::LocalDisk).await;
+    adjust(&mut settings);
     let detector = reference_models::start(Options::new("k")).await.unwrap();
     let model = |name: &str, kind: &str, url: &str| {
         serde_json::json!({
@@ -305,5 +315,113 @@ async fn mime_wrapped_base64_is_accepted() {
     let wrapped = format!("{header},{}", lines.join("\r\n"));
     let (status, error) = post(&t, &inf_body(DEFAULT_PIPELINE, &user, wrapped, [638, 559])).await;
     assert_eq!(status, 200, "{error}");
+    t.backend.stop().await;
+}
+
+// --- admission --------------------------------------------------------------------------
+
+/// Sends a request's head declaring a body of `length` bytes, and never the body; returns
+/// the answer's head as text, read until the blank line.
+async fn head_without_body(t: &TestBackend, length: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = t.backend.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /inf HTTP/1.1\r\nHost: test\r\n{IDENTITY_HEADER}: {TECH}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the server closed without an answer");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn beyond_the_queue_a_request_is_refused_with_503_and_retry_after_before_its_body_is_read() {
+    let slow = reference_models::start(
+        Options::new("k").with_behaviour(Behaviour::Delay(Duration::from_millis(1500))),
+    )
+    .await
+    .unwrap();
+    let t = backend_with_classifier_and(&slow, 10.0, |settings| {
+        settings.inference.max_in_flight = 1;
+        settings.inference.queue_requests = 1;
+        settings.inference.retry_after_seconds = 3;
+    })
+    .await;
+    let user = t.user(TECH).await;
+    let body = inf_body(
+        "flaky",
+        &user,
+        data_url("image/png", &photo_bytes()),
+        [638, 559],
+    );
+    let send = |body: Value| {
+        let (http, url) = (t.http.clone(), t.url("/inf"));
+        tokio::spawn(async move { http.post(url).json(&body).send().await.unwrap().status() })
+    };
+    let working = send(body.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = send(body.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The third is refused from its head alone: its megabyte is never sent, so a server
+    // that read bodies first would never answer.
+    let head = tokio::time::timeout(Duration::from_secs(5), head_without_body(&t, 1_000_000))
+        .await
+        .expect("the refusal must not wait for the body");
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 3\r\n"),
+        "{head}"
+    );
+
+    // The one that waited is served once the first is done.
+    assert_eq!(working.await.unwrap(), 200);
+    assert_eq!(waiting.await.unwrap(), 200);
+    t.backend.stop().await;
+    std::mem::forget(slow);
+}
+
+#[tokio::test]
+async fn a_repeated_key_in_the_inf_body_is_refused_not_resolved() {
+    let t = start(Db::Sqlite, Blobs::LocalDisk).await;
+    let user = t.user(TECH).await;
+    let good = inf_body(
+        DEFAULT_PIPELINE,
+        &user,
+        data_url("image/png", &photo_bytes()),
+        [638, 559],
+    )
+    .to_string();
+    // The same key twice: the first value is the real pipeline, the last one too.
+    let repeated = good.replacen(
+        "{",
+        &format!("{{\"model_name\": \"{DEFAULT_PIPELINE}\", "),
+        1,
+    );
+    let response = t
+        .http
+        .post(t.url("/inf"))
+        .header("content-type", "application/json")
+        .body(repeated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field `model_name`"),
+        "{answer}"
+    );
+    assert_nothing_kept(&t).await;
     t.backend.stop().await;
 }

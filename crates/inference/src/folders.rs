@@ -308,7 +308,7 @@ impl FolderService {
             })?;
         let picture = self
             .codec
-            .decode(upload.image)
+            .validate(upload.image.into())
             .await
             .map_err(|e| FolderError::Invalid {
                 field: "image",
@@ -331,8 +331,8 @@ impl FolderService {
                 blob_key: key.to_string(),
                 sha256: picture.sha256.clone(),
                 content_type: picture.format.mime_type().to_owned(),
-                width: picture.width(),
-                height: picture.height(),
+                width: picture.width,
+                height: picture.height,
                 label,
                 created_at: Utc::now(),
             })

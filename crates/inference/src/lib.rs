@@ -13,6 +13,7 @@
 //! `datastore` ports for records and blobs). Codec work runs on a bounded blocking pool
 //! ([`codec::CodecPool`]), never on the async executor's threads.
 
+pub mod admission;
 pub mod codec;
 pub mod dataset;
 pub mod feedback;
@@ -24,6 +25,7 @@ pub mod runner;
 pub mod service;
 pub mod stored;
 
+pub use admission::{Admission, AdmissionSettings, Admitted, Refused};
 pub use codec::CodecPool;
 pub use dataset::{DatasetError, DatasetService, DatasetSink, ExportSummary};
 pub use feedback::{BoxFeedback, DrawnCorners, FeedbackError, FeedbackService, SpeciesName};
@@ -31,10 +33,10 @@ pub use folders::{
     DeletionMode, FolderError, FolderPorts, FolderService, FolderSettings, LabelledUpload,
     PictureWithInference,
 };
-pub use picture::{DecodedPicture, PictureError, PictureFormat, PictureLimits};
+pub use picture::{CheckedPicture, DecodedPicture, PictureError, PictureFormat, PictureLimits};
 pub use ports::{DetectedBox, ModelCallError, ModelClient, NormalizedBox, RankedLabel};
 pub use result::{Color, ColorFormat, ProcessedBox, ProcessedResult, process};
-pub use runner::{Detection, PipelineRunner, StepError};
+pub use runner::{Detection, PipelineRunner, RunError, StepError};
 pub use service::{
     InferError, InferenceRequest, InferenceResponse, InferenceService, Ports, ServiceSettings,
 };

@@ -1,13 +1,18 @@
-//! The picture of a request: its data URL checked, its bytes decoded once.
+//! The picture of a request: its data URL and header checked (cheap), its pixels decoded
+//! once (costly), crops for per-crop models encoded straight from them.
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::write::EncoderStringWriter;
+use bytes::Bytes;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{DynamicImage, ImageDecoder, ImageFormat};
+use image::metadata::Orientation;
+use image::{DynamicImage, GenericImageView, ImageDecoder, ImageFormat};
+use pipeline::{CropEncoding, PngCompression};
 use sha2::{Digest, Sha256};
 
 use crate::ports::NormalizedBox;
@@ -101,68 +106,176 @@ impl PictureLimits {
     }
 }
 
-/// A picture decoded once; crops for the next models are cut from `image`.
+/// A picture whose data URL, base64 and header are checked: its bytes, hash and size are
+/// known, its pixels not decoded yet. Cheap next to decoding: a request is checked whole
+/// (size, validator, user, folder) before the models or the decoder are put to work.
+#[derive(Clone)]
+pub struct CheckedPicture {
+    pub format: PictureFormat,
+    /// The file.
+    pub bytes: Bytes,
+    /// Hex SHA-256 of `bytes`.
+    pub sha256: String,
+    /// As a browser shows it: after its EXIF orientation.
+    pub width: u32,
+    pub height: u32,
+    /// The base64 text as received, line breaks dropped: a view of the request's body.
+    base64: Bytes,
+    orientation: Orientation,
+}
+
+impl std::fmt::Debug for CheckedPicture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedPicture")
+            .field("format", &self.format)
+            .field("len", &self.bytes.len())
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("orientation", &self.orientation)
+            .finish()
+    }
+}
+
+impl CheckedPicture {
+    /// Checks the data URL's header, decodes the base64 (MIME-wrapped too: line breaks are
+    /// dropped), hashes the bytes and reads the picture's header: a picture over `limits`
+    /// (a "bomb": a small file of a huge picture) is refused here, before any pixel is
+    /// decoded. CPU-heavy: call it through the [`CodecPool`](crate::CodecPool).
+    pub fn from_data_url(data_url: &Bytes, limits: &PictureLimits) -> Result<Self, PictureError> {
+        let rest = data_url
+            .strip_prefix(b"data:image/")
+            .ok_or(PictureError::NotADataUrl)?;
+        let marker = b";base64,";
+        let at = rest
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .ok_or(PictureError::NotADataUrl)?;
+        let subtype = String::from_utf8_lossy(&rest[..at]);
+        let format = PictureFormat::from_mime_subtype(&subtype)
+            .ok_or_else(|| PictureError::UnsupportedType(subtype.into_owned()))?;
+        let payload_start = data_url.len() - rest.len() + at + marker.len();
+        let mut base64 = data_url.slice(payload_start..);
+        if base64.iter().any(u8::is_ascii_whitespace) {
+            base64 = base64
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect::<Vec<u8>>()
+                .into();
+        }
+        let bytes = Bytes::from(
+            BASE64
+                .decode(&base64)
+                .map_err(|e| PictureError::BadBase64(e.to_string()))?,
+        );
+        let (stored_width, stored_height, orientation) = {
+            let mut header = reader(&bytes, format, limits)
+                .into_decoder()
+                .map_err(|e| undecodable(format, e))?;
+            let (width, height) = header.dimensions();
+            (
+                width,
+                height,
+                header.orientation().unwrap_or(Orientation::NoTransforms),
+            )
+        };
+        if u64::from(stored_width) * u64::from(stored_height) > limits.max_pixels {
+            return Err(PictureError::TooLarge {
+                width: stored_width,
+                height: stored_height,
+                max_pixels: limits.max_pixels,
+            });
+        }
+        let (width, height) = match orientation {
+            Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH => (stored_height, stored_width),
+            _ => (stored_width, stored_height),
+        };
+        let sha256 = hex(&Sha256::digest(&bytes));
+        Ok(Self {
+            format,
+            bytes,
+            sha256,
+            width,
+            height,
+            base64,
+            orientation,
+        })
+    }
+
+    /// The picture as whole-picture models get it, when it is already upright: the base64
+    /// as received, no codec work. `None` when it must be decoded and turned first.
+    pub fn upright_base64(&self) -> Option<Bytes> {
+        (self.orientation == Orientation::NoTransforms).then(|| self.base64.clone())
+    }
+
+    /// Decodes the pixels, turned upright. CPU-heavy: call it through the
+    /// [`CodecPool`](crate::CodecPool).
+    pub fn decode(&self, limits: &PictureLimits) -> Result<DecodedPicture, PictureError> {
+        let decoder = reader(&self.bytes, self.format, limits)
+            .into_decoder()
+            .map_err(|e| undecodable(self.format, e))?;
+        let mut image =
+            DynamicImage::from_decoder(decoder).map_err(|e| undecodable(self.format, e))?;
+        image.apply_orientation(self.orientation);
+        let mut picture = DecodedPicture {
+            format: self.format,
+            image: Arc::new(image),
+            base64: self.base64.clone(),
+        };
+        if self.orientation != Orientation::NoTransforms {
+            // The models get the picture as shown, encoded again.
+            let (width, height) = (picture.image.width(), picture.image.height());
+            let whole = Rect {
+                x: 0,
+                y: 0,
+                width,
+                height,
+            };
+            picture.base64 = picture
+                .encode_base64(whole, CropEncoding::Source)
+                .map_err(|reason| PictureError::Undecodable {
+                    expected: self.format.mime_type().to_owned(),
+                    reason,
+                })?
+                .into();
+        }
+        Ok(picture)
+    }
+}
+
+/// A picture's pixels, decoded once and upright; crops for per-crop models are encoded
+/// straight from them.
 #[derive(Clone)]
 pub struct DecodedPicture {
     pub format: PictureFormat,
-    pub bytes: bytes::Bytes,
-    /// The bytes as base64, as sent to whole-picture models.
-    pub base64: Arc<str>,
-    /// Hex SHA-256 of `bytes`.
-    pub sha256: String,
     pub image: Arc<DynamicImage>,
+    /// The whole picture, upright, as base64: what whole-picture models get.
+    pub base64: Bytes,
 }
 
 impl std::fmt::Debug for DecodedPicture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecodedPicture")
             .field("format", &self.format)
-            .field("len", &self.bytes.len())
             .field("width", &self.width())
             .field("height", &self.height())
             .finish()
     }
 }
 
-impl DecodedPicture {
-    /// Checks the data URL's header, decodes the base64 (MIME-wrapped too: line breaks are
-    /// dropped) and the picture, once its header says it is within `limits`. CPU-heavy:
-    /// call it through the [`CodecPool`](crate::CodecPool).
-    pub fn from_data_url(data_url: &str, limits: &PictureLimits) -> Result<Self, PictureError> {
-        let rest = data_url
-            .strip_prefix("data:image/")
-            .ok_or(PictureError::NotADataUrl)?;
-        let (subtype, payload) = rest
-            .split_once(";base64,")
-            .ok_or(PictureError::NotADataUrl)?;
-        let format = PictureFormat::from_mime_subtype(subtype)
-            .ok_or_else(|| PictureError::UnsupportedType(subtype.to_owned()))?;
-        let payload: std::borrow::Cow<str> = if payload.bytes().any(|b| b.is_ascii_whitespace()) {
-            payload.split_ascii_whitespace().collect::<String>().into()
-        } else {
-            payload.into()
-        };
-        let bytes = BASE64
-            .decode(payload.as_bytes())
-            .map_err(|e| PictureError::BadBase64(e.to_string()))?;
-        let (image, turned) = decode(&bytes, format, limits)?;
-        let sha256 = hex(&Sha256::digest(&bytes));
-        // The payload is already the base64 of the bytes; keep it rather than re-encode,
-        // unless the picture had to be turned upright: the models then get it as shown.
-        let base64: Arc<str> = if turned {
-            Arc::from(BASE64.encode(encode(&image, format)?))
-        } else {
-            Arc::from(payload.as_ref())
-        };
-        Ok(Self {
-            format,
-            bytes: bytes.into(),
-            base64,
-            sha256,
-            image: Arc::new(image),
-        })
-    }
+/// A pixel rectangle inside a picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
 
+impl DecodedPicture {
     pub fn width(&self) -> u32 {
         self.image.width()
     }
@@ -171,73 +284,150 @@ impl DecodedPicture {
         self.image.height()
     }
 
-    /// The region of `bbox`, encoded in the picture's own format, as base64.
-    /// CPU-heavy: call it through the [`CodecPool`](crate::CodecPool).
-    pub fn crop_base64(&self, bbox: &NormalizedBox) -> Result<String, String> {
-        let (x, y, w, h) = crop_rect(bbox, self.width(), self.height());
-        let crop = self.image.crop_imm(x, y, w, h);
-        let bytes =
-            encode(&crop, self.format).map_err(|e| format!("could not encode a crop: {e}"))?;
-        Ok(BASE64.encode(bytes))
+    /// The region of `bbox`, encoded as `encoding` says, as base64. CPU-heavy: call it
+    /// through the [`CodecPool`](crate::CodecPool).
+    pub fn crop_base64(
+        &self,
+        bbox: &NormalizedBox,
+        encoding: CropEncoding,
+    ) -> Result<String, String> {
+        let (x, y, width, height) = crop_rect(bbox, self.width(), self.height());
+        self.encode_base64(
+            Rect {
+                x,
+                y,
+                width,
+                height,
+            },
+            encoding,
+        )
+    }
+
+    /// `rect` of the picture encoded as `encoding` says, written straight into base64
+    /// text: 8-bit pictures are encoded from their own rows, without a copy of the region.
+    fn encode_base64(&self, rect: Rect, encoding: CropEncoding) -> Result<String, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("could not encode a crop: {e}");
+        let mut text = EncoderStringWriter::new(&BASE64);
+        match resolve(encoding, self.format) {
+            Encoding::Png(compression) => {
+                write_png(&self.image, rect, compression, &mut text).map_err(|e| fail(&e))?
+            }
+            Encoding::Jpeg => write_jpeg(&self.image, rect, &mut text).map_err(|e| fail(&e))?,
+            Encoding::Own(format) => {
+                let mut file = Cursor::new(Vec::new());
+                self.image
+                    .crop_imm(rect.x, rect.y, rect.width, rect.height)
+                    .write_to(&mut file, format)
+                    .map_err(|e| fail(&e))?;
+                text.write_all(file.get_ref()).map_err(|e| fail(&e))?;
+            }
+        }
+        Ok(text.into_inner())
     }
 }
 
-/// A picture encoded for the models, in its own format. Fast settings: crops are sent
-/// once and thrown away; the reference system spent 273 of 311 ms of a request on
-/// re-encoding crops at default settings.
-fn encode(image: &DynamicImage, format: PictureFormat) -> Result<Vec<u8>, PictureError> {
-    let mut out = Cursor::new(Vec::new());
-    match format {
-        PictureFormat::Png => image.write_with_encoder(PngEncoder::new_with_quality(
-            &mut out,
-            CompressionType::Fast,
-            FilterType::NoFilter,
-        )),
-        PictureFormat::Jpeg => DynamicImage::ImageRgb8(image.to_rgb8())
-            .write_with_encoder(JpegEncoder::new_with_quality(&mut out, 90)),
-        other => image.write_to(&mut out, other.image_format()),
-    }
-    .map_err(|e| PictureError::Undecodable {
-        expected: format.mime_type().to_owned(),
-        reason: format!("could not be encoded again: {e}"),
-    })?;
-    Ok(out.into_inner())
+/// The encoder a crop gets: `Source` is the picture's own format.
+enum Encoding {
+    Png(PngCompression),
+    Jpeg,
+    Own(ImageFormat),
 }
 
-/// Decodes a picture whose header says it is within `limits` (a bomb, a small file of a
-/// huge picture, is refused before any pixel is decoded), and turns it as its EXIF
-/// orientation says, so that it is the picture a browser shows (and measures). Returns
-/// whether it was turned.
-fn decode(
-    bytes: &[u8],
+fn resolve(encoding: CropEncoding, format: PictureFormat) -> Encoding {
+    match (encoding, format) {
+        (CropEncoding::Png(compression), _) => Encoding::Png(compression),
+        (CropEncoding::Jpeg, _) | (CropEncoding::Source, PictureFormat::Jpeg) => Encoding::Jpeg,
+        (CropEncoding::Source, PictureFormat::Png) => Encoding::Png(PngCompression::default()),
+        (CropEncoding::Source, other) => Encoding::Own(other.image_format()),
+    }
+}
+
+/// PNG of `rect`. 8-bit pictures (nearly all) are written row by row from the picture's own
+/// buffer; others are cropped first.
+fn write_png(
+    image: &DynamicImage,
+    rect: Rect,
+    compression: PngCompression,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    let (deflate, filter) = match compression {
+        PngCompression::Fast => (png::Compression::Fast, png::Filter::NoFilter),
+        PngCompression::Balanced => (png::Compression::Fast, png::Filter::Adaptive),
+        PngCompression::High => (png::Compression::Balanced, png::Filter::Adaptive),
+    };
+    let (color, samples) = match image {
+        DynamicImage::ImageLuma8(_) => (png::ColorType::Grayscale, 1),
+        DynamicImage::ImageLumaA8(_) => (png::ColorType::GrayscaleAlpha, 2),
+        DynamicImage::ImageRgb8(_) => (png::ColorType::Rgb, 3),
+        DynamicImage::ImageRgba8(_) => (png::ColorType::Rgba, 4),
+        _ => {
+            let crop = image.crop_imm(rect.x, rect.y, rect.width, rect.height);
+            let quality = match compression {
+                PngCompression::Fast => CompressionType::Fast,
+                PngCompression::Balanced | PngCompression::High => CompressionType::Default,
+            };
+            return crop
+                .write_with_encoder(PngEncoder::new_with_quality(
+                    out,
+                    quality,
+                    FilterType::Adaptive,
+                ))
+                .map_err(|e| e.to_string());
+        }
+    };
+    let mut encoder = png::Encoder::new(out, rect.width, rect.height);
+    encoder.set_color(color);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(deflate);
+    encoder.set_filter(filter);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    let mut rows = writer.stream_writer().map_err(|e| e.to_string())?;
+    let pixels = image.as_bytes();
+    let stride = image.width() as usize * samples;
+    let (x, width) = (rect.x as usize * samples, rect.width as usize * samples);
+    for row in rect.y as usize..(rect.y + rect.height) as usize {
+        let start = row * stride + x;
+        rows.write_all(&pixels[start..start + width])
+            .map_err(|e| e.to_string())?;
+    }
+    rows.finish().map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())
+}
+
+/// JPEG of `rect` at quality 90, from a view of the picture when it is 8-bit RGB or grey.
+fn write_jpeg(image: &DynamicImage, rect: Rect, out: &mut impl Write) -> Result<(), String> {
+    let mut encoder = JpegEncoder::new_with_quality(out, 90);
+    let Rect {
+        x,
+        y,
+        width,
+        height,
+    } = rect;
+    match image {
+        DynamicImage::ImageRgb8(rgb) => encoder.encode_image(&*rgb.view(x, y, width, height)),
+        DynamicImage::ImageLuma8(grey) => encoder.encode_image(&*grey.view(x, y, width, height)),
+        other => encoder.encode_image(&other.crop_imm(x, y, width, height).to_rgb8()),
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn reader<'a>(
+    bytes: &'a [u8],
     format: PictureFormat,
     limits: &PictureLimits,
-) -> Result<(DynamicImage, bool), PictureError> {
-    let undecodable = |e: image::ImageError| PictureError::Undecodable {
-        expected: format.mime_type().to_owned(),
-        reason: e.to_string(),
-    };
-    let reader = || image::ImageReader::with_format(Cursor::new(bytes), format.image_format());
-    let (width, height) = reader().into_dimensions().map_err(undecodable)?;
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(PictureError::TooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        });
-    }
+) -> image::ImageReader<Cursor<&'a [u8]>> {
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_alloc = Some(limits.max_alloc());
-    let mut reader = reader();
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format.image_format());
     reader.limits(decoder_limits);
-    let mut decoder = reader.into_decoder().map_err(undecodable)?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
-    let turned = orientation != image::metadata::Orientation::NoTransforms;
-    image.apply_orientation(orientation);
-    Ok((image, turned))
+    reader
+}
+
+fn undecodable(format: PictureFormat, error: image::ImageError) -> PictureError {
+    PictureError::Undecodable {
+        expected: format.mime_type().to_owned(),
+        reason: error.to_string(),
+    }
 }
 
 /// Pixel rectangle `(x, y, width, height)` of a normalized box, at least 1×1, inside the picture.
@@ -272,6 +462,10 @@ mod tests {
         max_pixels: 50_000_000,
     };
 
+    fn check(data_url: &str, limits: &PictureLimits) -> Result<CheckedPicture, PictureError> {
+        CheckedPicture::from_data_url(&Bytes::copy_from_slice(data_url.as_bytes()), limits)
+    }
+
     fn png_data_url(width: u32, height: u32) -> String {
         let image = DynamicImage::new_rgb8(width, height);
         let mut out = Cursor::new(Vec::new());
@@ -281,9 +475,11 @@ mod tests {
 
     #[test]
     fn a_png_data_url_decodes_once_with_its_hash() {
-        let picture = DecodedPicture::from_data_url(&png_data_url(30, 20), &LIMITS).unwrap();
-        assert_eq!((picture.width(), picture.height()), (30, 20));
+        let picture = check(&png_data_url(30, 20), &LIMITS).unwrap();
+        assert_eq!((picture.width, picture.height), (30, 20));
         assert_eq!(picture.format, PictureFormat::Png);
+        let decoded = picture.decode(&LIMITS).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (30, 20));
         assert_eq!(picture.sha256, hex(&Sha256::digest(&picture.bytes)));
         assert_eq!(picture.sha256.len(), 64);
     }
@@ -298,16 +494,20 @@ mod tests {
             .map(|line| String::from_utf8(line.to_vec()).unwrap())
             .collect();
         let wrapped = format!("{header},{}\r\n", wrapped.join("\r\n"));
-        let plain = DecodedPicture::from_data_url(&url, &LIMITS).unwrap();
-        let picture = DecodedPicture::from_data_url(&wrapped, &LIMITS).unwrap();
+        let plain = check(&url, &LIMITS).unwrap();
+        let picture = check(&wrapped, &LIMITS).unwrap();
         assert_eq!(picture.sha256, plain.sha256);
-        assert_eq!(&*picture.base64, payload, "the models get plain base64");
+        assert_eq!(
+            picture.upright_base64().unwrap(),
+            payload.as_bytes(),
+            "the models get plain base64"
+        );
     }
 
     #[test]
     fn a_picture_over_the_pixel_limit_is_refused_before_decoding() {
         let small = PictureLimits { max_pixels: 599 };
-        let error = DecodedPicture::from_data_url(&png_data_url(30, 20), &small).unwrap_err();
+        let error = check(&png_data_url(30, 20), &small).unwrap_err();
         assert_eq!(
             error,
             PictureError::TooLarge {
@@ -318,26 +518,25 @@ mod tests {
         );
         assert!(error.to_string().contains("over the limit of 599 pixels"));
         let exact = PictureLimits { max_pixels: 600 };
-        assert!(DecodedPicture::from_data_url(&png_data_url(30, 20), &exact).is_ok());
+        assert!(check(&png_data_url(30, 20), &exact).is_ok());
     }
 
     #[test]
     fn each_bad_header_says_what_is_wrong() {
         assert_eq!(
-            DecodedPicture::from_data_url("iVBORw0KGgo=", &LIMITS).unwrap_err(),
+            check("iVBORw0KGgo=", &LIMITS).unwrap_err(),
             PictureError::NotADataUrl
         );
         assert_eq!(
-            DecodedPicture::from_data_url("data:image/png,abc", &LIMITS).unwrap_err(),
+            check("data:image/png,abc", &LIMITS).unwrap_err(),
             PictureError::NotADataUrl
         );
         assert_eq!(
-            DecodedPicture::from_data_url("data:image/svg+xml;base64,PHN2Zz4=", &LIMITS)
-                .unwrap_err(),
+            check("data:image/svg+xml;base64,PHN2Zz4=", &LIMITS).unwrap_err(),
             PictureError::UnsupportedType("svg+xml".into())
         );
         assert!(matches!(
-            DecodedPicture::from_data_url("data:image/png;base64,***", &LIMITS).unwrap_err(),
+            check("data:image/png;base64,***", &LIMITS).unwrap_err(),
             PictureError::BadBase64(_)
         ));
     }
@@ -345,7 +544,7 @@ mod tests {
     #[test]
     fn bytes_of_another_type_do_not_pass_as_the_declared_one() {
         let png = png_data_url(4, 4).replace("data:image/png", "data:image/jpeg");
-        let error = DecodedPicture::from_data_url(&png, &LIMITS).unwrap_err();
+        let error = check(&png, &LIMITS).unwrap_err();
         assert!(
             matches!(&error, PictureError::Undecodable { expected, .. } if expected == "image/jpeg"),
             "{error:?}"
@@ -379,18 +578,71 @@ mod tests {
 
     #[test]
     fn a_png_crop_is_a_png_of_the_crop_size() {
-        let picture = DecodedPicture::from_data_url(&png_data_url(40, 40), &LIMITS).unwrap();
+        let picture = check(&png_data_url(40, 40), &LIMITS)
+            .unwrap()
+            .decode(&LIMITS)
+            .unwrap();
         let crop = picture
-            .crop_base64(&NormalizedBox {
-                top_x: 0.25,
-                top_y: 0.25,
-                bottom_x: 0.75,
-                bottom_y: 1.0,
-            })
+            .crop_base64(
+                &NormalizedBox {
+                    top_x: 0.25,
+                    top_y: 0.25,
+                    bottom_x: 0.75,
+                    bottom_y: 1.0,
+                },
+                CropEncoding::Source,
+            )
             .unwrap();
         let decoded =
             image::load_from_memory_with_format(&BASE64.decode(crop).unwrap(), ImageFormat::Png)
                 .unwrap();
         assert_eq!((decoded.width(), decoded.height()), (20, 30));
+    }
+
+    /// A picture of distinct pixels, so that a crop taken from the wrong place shows.
+    fn gradient(width: u32, height: u32) -> DynamicImage {
+        DynamicImage::ImageRgba8(image::RgbaImage::from_fn(width, height, |x, y| {
+            image::Rgba([
+                x as u8,
+                y as u8,
+                (x * 7 + y * 13) as u8,
+                200 + (x % 50) as u8,
+            ])
+        }))
+    }
+
+    #[test]
+    fn every_lossless_crop_encoding_gives_the_crops_exact_pixels() {
+        let image = gradient(64, 48);
+        let mut file = Cursor::new(Vec::new());
+        image.write_to(&mut file, ImageFormat::Png).unwrap();
+        let url = format!("data:image/png;base64,{}", BASE64.encode(file.get_ref()));
+        let picture = check(&url, &LIMITS).unwrap().decode(&LIMITS).unwrap();
+        let bbox = NormalizedBox {
+            top_x: 0.25,
+            top_y: 0.5,
+            bottom_x: 0.75,
+            bottom_y: 1.0,
+        };
+        let expected = image.crop_imm(16, 24, 32, 24).to_rgba8();
+        for encoding in [
+            CropEncoding::Source,
+            CropEncoding::Png(PngCompression::Fast),
+            CropEncoding::Png(PngCompression::Balanced),
+            CropEncoding::Png(PngCompression::High),
+        ] {
+            let crop = picture.crop_base64(&bbox, encoding).unwrap();
+            let decoded = image::load_from_memory_with_format(
+                &BASE64.decode(crop).unwrap(),
+                ImageFormat::Png,
+            )
+            .unwrap();
+            assert_eq!(decoded.to_rgba8(), expected, "{encoding}");
+        }
+        let jpeg = picture.crop_base64(&bbox, CropEncoding::Jpeg).unwrap();
+        let decoded =
+            image::load_from_memory_with_format(&BASE64.decode(jpeg).unwrap(), ImageFormat::Jpeg)
+                .unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (32, 24));
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pipeline::ModelDefinition;
 
 /// Box corners as fractions (0..1) of the picture's width and height.
@@ -47,16 +48,18 @@ pub enum ModelCallError {
 #[async_trait]
 pub trait ModelClient: Send + Sync {
     /// Whole-picture models (seed detector, one-shot detector, test): boxes out.
+    /// `picture_base64` is the picture's base64 text (often a view of the request's body).
     async fn detect(
         &self,
         model: &ModelDefinition,
-        picture_base64: &str,
+        picture_base64: Bytes,
     ) -> Result<Vec<DetectedBox>, ModelCallError>;
 
     /// Per-crop models (classifier, re-classifier): a ranking, best first.
+    /// `crop_base64` is the crop's base64 text.
     async fn classify(
         &self,
         model: &ModelDefinition,
-        crop_base64: &str,
+        crop_base64: Bytes,
     ) -> Result<Vec<RankedLabel>, ModelCallError>;
 }

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures::future;
 use pipeline::{ActivePipeline, ModelDefinition, ModelKind};
+use tokio::sync::Semaphore;
 
 use crate::codec::CodecPool;
-use crate::picture::DecodedPicture;
+use crate::picture::{CheckedPicture, DecodedPicture, PictureError};
 use crate::ports::{ModelCallError, ModelClient, NormalizedBox, RankedLabel};
 
 /// A box as it moves through the pipeline.
@@ -44,44 +46,89 @@ impl StepError {
     }
 }
 
+/// Why a pipeline run stopped: the picture itself (its pixels do not decode), or a step.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Picture(PictureError),
+    #[error("{0}")]
+    Step(StepError),
+}
+
 pub struct PipelineRunner {
     models: Arc<dyn ModelClient>,
     codec: CodecPool,
-    /// How many per-crop calls of one request run at once.
-    crop_concurrency: usize,
+    /// Per-crop model calls running at once, across every request.
+    crop_calls: Arc<Semaphore>,
 }
 
 impl PipelineRunner {
-    pub fn new(models: Arc<dyn ModelClient>, codec: CodecPool, crop_concurrency: usize) -> Self {
+    /// `max_crop_calls`: per-crop model calls at once, all requests together.
+    pub fn new(models: Arc<dyn ModelClient>, codec: CodecPool, max_crop_calls: usize) -> Self {
         Self {
             models,
             codec,
-            crop_concurrency: crop_concurrency.max(1),
+            crop_calls: Arc::new(Semaphore::new(max_crop_calls.max(1))),
         }
     }
 
     /// The last model's boxes, in the order the detector gave them.
+    ///
+    /// What does not depend on each other overlaps: the pixels (needed only for crops) are
+    /// decoded while the detector works on the picture as received, and each crop is
+    /// classified as soon as it is encoded, while the next ones are encoded.
     pub async fn run(
         &self,
         pipeline: &ActivePipeline,
-        picture: &DecodedPicture,
-    ) -> Result<Vec<Detection>, StepError> {
+        picture: &CheckedPicture,
+    ) -> Result<Vec<Detection>, RunError> {
+        let needs_pixels = pipeline
+            .models
+            .iter()
+            .any(|m| m.definition.kind.needs_boxes());
+        let mut pixels: Option<DecodedPicture> = None;
         let mut boxes: Vec<Detection> = Vec::new();
         for (i, model) in pipeline.models.iter().enumerate() {
             let model = &model.definition;
-            let fail = |failure: StepFailure| StepError {
-                pipeline: pipeline.definition.name.clone(),
-                step: i + 1,
-                model: model.name.clone(),
-                failure,
+            let fail = |failure: StepFailure| {
+                RunError::Step(StepError {
+                    pipeline: pipeline.definition.name.clone(),
+                    step: i + 1,
+                    model: model.name.clone(),
+                    failure,
+                })
             };
             match model.kind {
                 ModelKind::SeedDetector | ModelKind::OneShotDetector | ModelKind::Test => {
-                    let found = self
-                        .models
-                        .detect(model, &picture.base64)
-                        .await
-                        .map_err(|e| fail(e.into()))?;
+                    let found = match picture.upright_base64() {
+                        Some(base64) if needs_pixels && pixels.is_none() => {
+                            let detect = async {
+                                self.models
+                                    .detect(model, base64)
+                                    .await
+                                    .map_err(|e| fail(e.into()))
+                            };
+                            let decode = async {
+                                self.codec.decode(picture).await.map_err(RunError::Picture)
+                            };
+                            let (found, decoded) = tokio::try_join!(detect, decode)?;
+                            pixels = Some(decoded);
+                            found
+                        }
+                        Some(base64) => self
+                            .models
+                            .detect(model, base64)
+                            .await
+                            .map_err(|e| fail(e.into()))?,
+                        // Turned by its EXIF orientation: the models get it upright.
+                        None => {
+                            let upright = self.pixels(&mut pixels, picture).await?.base64.clone();
+                            self.models
+                                .detect(model, upright)
+                                .await
+                                .map_err(|e| fail(e.into()))?
+                        }
+                    };
                     // Until a classifier ranks it, a box's only candidate is its own label.
                     boxes = found
                         .into_iter()
@@ -97,42 +144,65 @@ impl PipelineRunner {
                         .collect();
                 }
                 ModelKind::Classifier | ModelKind::ReClassifier => {
-                    boxes = self.classify(model, picture, boxes).await.map_err(fail)?;
+                    let decoded = self.pixels(&mut pixels, picture).await?;
+                    boxes = self.classify(model, decoded, boxes).await.map_err(fail)?;
                 }
             }
         }
         Ok(boxes)
     }
 
-    /// Ranks each box's crop (a re-classifier: only boxes whose label it re-classifies);
-    /// calls run concurrently, at most `crop_concurrency` at a time, results in box order.
+    /// The decoded pixels, decoded now if they are not yet.
+    async fn pixels<'a>(
+        &self,
+        pixels: &'a mut Option<DecodedPicture>,
+        picture: &CheckedPicture,
+    ) -> Result<&'a DecodedPicture, RunError> {
+        if pixels.is_none() {
+            *pixels = Some(
+                self.codec
+                    .decode(picture)
+                    .await
+                    .map_err(RunError::Picture)?,
+            );
+        }
+        Ok(pixels.as_ref().expect("decoded above"))
+    }
+
+    /// Ranks each box's crop (a re-classifier: only boxes whose label it re-classifies).
+    /// Every crop of the request at once: each is encoded on the codec pool and sent as soon
+    /// as it is, within the bound on per-crop calls shared by all requests; results in box
+    /// order. The first failure drops the calls still running.
     async fn classify(
         &self,
         model: &ModelDefinition,
         picture: &DecodedPicture,
         boxes: Vec<Detection>,
     ) -> Result<Vec<Detection>, StepFailure> {
-        stream::iter(boxes)
-            .map(|detection| async move {
-                let wanted = model.kind == ModelKind::Classifier
-                    || model.reclassify_labels.contains(&detection.label);
-                if !wanted {
-                    return Ok(detection);
-                }
-                let crop = {
-                    let picture = picture.clone();
-                    let bbox = detection.bbox;
-                    self.codec
-                        .run(move || picture.crop_base64(&bbox))
-                        .await
-                        .map_err(StepFailure::Input)?
-                };
-                let ranking = self.models.classify(model, &crop).await?;
-                Ok(ranked(detection, ranking)?)
-            })
-            .buffered(self.crop_concurrency)
-            .try_collect()
-            .await
+        let encoding = model.crop_encoding;
+        future::try_join_all(boxes.into_iter().map(|detection| async move {
+            let wanted = model.kind == ModelKind::Classifier
+                || model.reclassify_labels.contains(&detection.label);
+            if !wanted {
+                return Ok(detection);
+            }
+            let crop = {
+                let picture = picture.clone();
+                let bbox = detection.bbox;
+                self.codec
+                    .run(move || picture.crop_base64(&bbox, encoding))
+                    .await
+                    .map_err(StepFailure::Input)?
+            };
+            let _call = self
+                .crop_calls
+                .acquire()
+                .await
+                .expect("the crop-call semaphore is never closed");
+            let ranking = self.models.classify(model, Bytes::from(crop)).await?;
+            Ok(ranked(detection, ranking)?)
+        }))
+        .await
     }
 }
 

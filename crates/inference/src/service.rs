@@ -18,21 +18,19 @@ use datastore::{
 };
 use pipeline::PipelineRegistry;
 use serde::Serialize;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::codec::CodecPool;
 use crate::picture::PictureError;
 use crate::ports::ModelClient;
 use crate::result::{Color, ColorFormat, process};
-use crate::runner::{PipelineRunner, StepError};
+use crate::runner::{PipelineRunner, RunError, StepError};
 
 #[derive(Clone, Debug)]
 pub struct ServiceSettings {
-    /// `/inf` requests served at once; more are refused at once with [`InferError::Overloaded`].
-    pub max_in_flight: usize,
-    /// Per-crop model calls of one request that run at once.
-    pub crop_concurrency: usize,
+    /// Per-crop model calls running at once, across every request.
+    pub max_crop_calls: usize,
     /// `/get-user-id` registers an unknown email instead of refusing it.
     pub register_unknown_users: bool,
 }
@@ -40,8 +38,7 @@ pub struct ServiceSettings {
 impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
-            max_in_flight: 32,
-            crop_concurrency: 8,
+            max_crop_calls: 64,
             register_unknown_users: false,
         }
     }
@@ -51,8 +48,8 @@ impl Default for ServiceSettings {
 #[derive(Clone, Debug)]
 pub struct InferenceRequest {
     pub pipeline_name: String,
-    /// `data:image/<type>;base64,<data>`.
-    pub image: String,
+    /// `data:image/<type>;base64,<data>` (a view of the request's body: never copied).
+    pub image: Bytes,
     /// `[width, height]` as the client measured it.
     pub image_dims: [u32; 2],
     pub folder_name: String,
@@ -152,8 +149,6 @@ pub enum InferError {
     BadImage(PictureError),
     #[error("{0}")]
     Model(StepError),
-    #[error("the server is busy with other inferences; try again in a moment")]
-    Overloaded,
     #[error("could not save the inference (nothing was kept): {0}")]
     Storage(String),
 }
@@ -173,7 +168,6 @@ pub struct InferenceService {
     inferences: Arc<dyn InferenceStore>,
     folders: Arc<dyn FolderStore>,
     blobs: Arc<dyn BlobStore>,
-    admission: Arc<Semaphore>,
     settings: ServiceSettings,
     /// Seed ids by lower-case name; seeds change only with migrations.
     seed_ids: OnceCell<HashMap<String, Uuid>>,
@@ -198,14 +192,13 @@ impl InferenceService {
     ) -> Self {
         Self {
             registry,
-            runner: PipelineRunner::new(ports.models, codec.clone(), settings.crop_concurrency),
+            runner: PipelineRunner::new(ports.models, codec.clone(), settings.max_crop_calls),
             codec,
             users: ports.users,
             seeds: ports.seeds,
             inferences: ports.inferences,
             folders: ports.folders,
             blobs: ports.blobs,
-            admission: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             settings,
             seed_ids: OnceCell::new(),
         }
@@ -253,6 +246,9 @@ impl InferenceService {
     }
 
     /// `/inf`: checks, runs the pipeline, processes the result, stores all or nothing.
+    ///
+    /// Everything about the request is checked (the picture's header against `imageDims`,
+    /// the validator, the user, the folder) before a model is called or a pixel decoded.
     pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceResponse, InferError> {
         check_request(&request)?;
         // The set of pipelines this request uses to its end, even if a new version loads.
@@ -264,25 +260,18 @@ impl InferenceService {
                     name: request.pipeline_name.clone(),
                     known: pipelines.names().into_iter().map(str::to_owned).collect(),
                 })?;
-        let _admitted = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| InferError::Overloaded)?;
-
         let picture = self
             .codec
-            .decode(request.image.clone())
+            .check(request.image.clone())
             .await
             .map_err(picture_error)?;
         let [width, height] = request.image_dims;
-        if [picture.width(), picture.height()] != request.image_dims {
+        if [picture.width, picture.height] != request.image_dims {
             return Err(InferError::InvalidField {
                 field: "imageDims",
                 message: format!(
                     "[{width}, {height}] does not match the image, which is [{}, {}]",
-                    picture.width(),
-                    picture.height()
+                    picture.width, picture.height
                 ),
             });
         }
@@ -304,7 +293,10 @@ impl InferenceService {
             .runner
             .run(pipeline, &picture)
             .await
-            .map_err(InferError::Model)?;
+            .map_err(|e| match e {
+                RunError::Picture(e) => picture_error(e),
+                RunError::Step(e) => InferError::Model(e),
+            })?;
         let processed = process(
             &detections,
             width,
@@ -427,8 +419,8 @@ impl InferenceService {
 
     /// `/image-validation`: checks a picture as `/inf` would, and gives its SHA-256 (hex),
     /// which a later `/inf` may send as its `validator`.
-    pub async fn image_sha256(&self, data_url: String) -> Result<String, InferError> {
-        let picture = self.codec.decode(data_url).await.map_err(picture_error)?;
+    pub async fn image_sha256(&self, data_url: Bytes) -> Result<String, InferError> {
+        let picture = self.codec.validate(data_url).await.map_err(picture_error)?;
         Ok(picture.sha256)
     }
 

@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use inference::runner::StepFailure;
 use inference::{
-    CodecPool, DecodedPicture, Detection, ModelCallError, ModelClient, PictureLimits,
-    PipelineRunner, RankedLabel, StepError,
+    CheckedPicture, CodecPool, Detection, ModelCallError, ModelClient, PictureLimits,
+    PipelineRunner, RankedLabel, RunError, StepError,
 };
 use pipeline::{ModelKind, PipelineSet};
 use support::*;
 
-fn picture() -> DecodedPicture {
-    DecodedPicture::from_data_url(
-        &png_data_url(WIDTH, HEIGHT),
+fn picture() -> CheckedPicture {
+    CheckedPicture::from_data_url(
+        &png_data_url(WIDTH, HEIGHT).into(),
         &PictureLimits {
             max_pixels: 50_000_000,
         },
@@ -25,7 +25,7 @@ fn picture() -> DecodedPicture {
     .unwrap()
 }
 
-fn runner(models: Arc<dyn ModelClient>, crop_concurrency: usize) -> PipelineRunner {
+fn runner(models: Arc<dyn ModelClient>, max_crop_calls: usize) -> PipelineRunner {
     PipelineRunner::new(
         models,
         CodecPool::new(
@@ -34,33 +34,37 @@ fn runner(models: Arc<dyn ModelClient>, crop_concurrency: usize) -> PipelineRunn
                 max_pixels: 50_000_000,
             },
         ),
-        crop_concurrency,
+        max_crop_calls,
     )
 }
 
 async fn run(
     models: Arc<dyn ModelClient>,
-    crop_concurrency: usize,
+    max_crop_calls: usize,
     pipeline: &str,
 ) -> Result<Vec<Detection>, StepError> {
     let set: PipelineSet = pipeline_set();
     let pipeline = set
         .find(pipeline)
         .expect("a pipeline of the test catalogue");
-    runner(models, crop_concurrency)
+    runner(models, max_crop_calls)
         .run(pipeline, &picture())
         .await
+        .map_err(|e| match e {
+            RunError::Step(step) => step,
+            RunError::Picture(e) => panic!("the test picture is refused: {e}"),
+        })
 }
 
 /// A detector that finds `n` grid boxes labelled "seed", expecting the whole picture.
 fn expect_seed_boxes(models: &mut MockModels, n: usize) {
-    let expected_base64 = picture().base64.to_string();
+    let expected_base64 = picture().upright_base64().unwrap();
     models
         .expect_detect()
         .withf(move |model, picture| {
             model.name == DETECTOR
                 && model.kind == ModelKind::SeedDetector
-                && picture == expected_base64
+                && *picture == expected_base64
         })
         .times(1)
         .returning(move |_, _| Ok((0..n).map(|k| detected(k, "seed", 0.5)).collect()));
@@ -106,7 +110,7 @@ fn expect_classifier(models: &mut MockModels, calls: usize) -> Arc<Mutex<Vec<Cro
         .withf(|model, _| model.name == CLASSIFIER && model.kind == ModelKind::Classifier)
         .times(calls)
         .returning(move |_, crop| {
-            let crop = Crop::decode(crop);
+            let crop = Crop::decode(&crop);
             seen.lock().unwrap().push(crop);
             Ok(classifier_answer(crop.grid_index()))
         });
@@ -217,7 +221,7 @@ async fn boxes_keep_their_order_when_answers_arrive_out_of_order() {
 }
 
 #[tokio::test]
-async fn per_crop_calls_run_concurrently_up_to_crop_concurrency() {
+async fn per_crop_calls_run_concurrently_up_to_the_bound() {
     for concurrency in [1, 3] {
         let mut models = MockModels::new();
         expect_seed_boxes(&mut models, 8);
@@ -233,7 +237,7 @@ async fn per_crop_calls_run_concurrently_up_to_crop_concurrency() {
         assert_eq!(
             timed.max_in_flight(),
             concurrency,
-            "calls in flight at once with crop_concurrency {concurrency}"
+            "calls in flight at once with max_crop_calls {concurrency}"
         );
         assert_eq!(sorted(&crops), (0..8).map(grid_crop).collect::<Vec<_>>());
         let expected: Vec<String> = (0..8).map(classifier_label).collect();
@@ -250,7 +254,7 @@ async fn a_re_classifier_only_touches_boxes_with_its_labels_and_overrides_them()
         .withf(|model, _| model.name == CLASSIFIER)
         .times(4)
         .returning(|_, crop| {
-            Ok(match Crop::decode(crop).grid_index() {
+            Ok(match Crop::decode(&crop).grid_index() {
                 0 => ranking(&[("10 Bromus secalinus", 0.6), ("12 Bromus japonicus", 0.3)]),
                 1 => ranking(&[("13 Ambrosia trifida", 0.9)]),
                 2 => ranking(&[("11 Bromus hordeaceus", 0.5)]),
@@ -264,7 +268,7 @@ async fn a_re_classifier_only_touches_boxes_with_its_labels_and_overrides_them()
         .withf(|model, _| model.name == RECLASSIFIER && model.kind == ModelKind::ReClassifier)
         .times(2)
         .returning(move |_, crop| {
-            let crop = Crop::decode(crop);
+            let crop = Crop::decode(&crop);
             seen.lock().unwrap().push(crop);
             Ok(match crop.grid_index() {
                 0 => ranking(&[("11 Bromus hordeaceus", 0.88), ("10 Bromus secalinus", 0.1)]),
@@ -313,13 +317,13 @@ async fn a_re_classifier_only_touches_boxes_with_its_labels_and_overrides_them()
 #[tokio::test]
 async fn a_one_shot_pipeline_returns_the_detectors_labelled_boxes() {
     let mut models = MockModels::new();
-    let expected_base64 = picture().base64.to_string();
+    let expected_base64 = picture().upright_base64().unwrap();
     models
         .expect_detect()
         .withf(move |model, picture| {
             model.name == ONE_SHOT_MODEL
                 && model.kind == ModelKind::OneShotDetector
-                && picture == expected_base64
+                && *picture == expected_base64
         })
         .times(1)
         .returning(|_, _| {
@@ -406,7 +410,7 @@ async fn a_classifier_failing_on_the_third_crop_is_step_2() {
     models
         .expect_classify()
         .withf(|model, _| model.name == CLASSIFIER)
-        .returning(|_, crop| match Crop::decode(crop).grid_index() {
+        .returning(|_, crop| match Crop::decode(&crop).grid_index() {
             2 => Err(ModelCallError::Status {
                 status: 503,
                 body: "busy".into(),
@@ -492,7 +496,7 @@ async fn an_empty_ranking_is_a_bad_response_of_the_classifier() {
     expect_seed_boxes(&mut models, 2);
     models
         .expect_classify()
-        .returning(|_, crop| match Crop::decode(crop).grid_index() {
+        .returning(|_, crop| match Crop::decode(&crop).grid_index() {
             1 => Ok(Vec::new()),
             k => Ok(classifier_answer(k)),
         });

@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -177,8 +177,7 @@ fn seed(id: Uuid, name: &str) -> Seed {
 
 fn settings() -> ServiceSettings {
     ServiceSettings {
-        max_in_flight: 8,
-        crop_concurrency: 4,
+        max_crop_calls: 4,
         register_unknown_users: false,
     }
 }
@@ -216,7 +215,7 @@ fn untouchable_service() -> InferenceService {
 fn request() -> InferenceRequest {
     InferenceRequest {
         pipeline_name: DETECT_CLASSIFY.into(),
-        image: png_data_url(WIDTH, HEIGHT),
+        image: png_data_url(WIDTH, HEIGHT).into(),
         image_dims: [WIDTH, HEIGHT],
         folder_name: FOLDER.into(),
         container_name: CONTAINER.into(),
@@ -267,7 +266,7 @@ fn models_finding_three_seeds() -> MockModels {
         .withf(|model, _| model.name == CLASSIFIER)
         .times(3)
         .returning(|_, crop| {
-            Ok(match Crop::decode(crop).origin {
+            Ok(match Crop::decode(&crop).origin {
                 (0, 0) => ranking(&[
                     ("13 Ambrosia trifida", 0.91),
                     ("99 Unknownus plantus", 0.05),
@@ -570,7 +569,10 @@ async fn pictures_that_are_not_what_they_claim_are_refused_without_any_call() {
     ];
     for (case, image) in cases {
         let error = untouchable_service()
-            .infer(InferenceRequest { image, ..request() })
+            .infer(InferenceRequest {
+                image: image.into(),
+                ..request()
+            })
             .await
             .unwrap_err();
         assert!(
@@ -580,7 +582,7 @@ async fn pictures_that_are_not_what_they_claim_are_refused_without_any_call() {
     }
     let error = untouchable_service()
         .infer(InferenceRequest {
-            image: data_url("svg+xml", b"<svg/>"),
+            image: data_url("svg+xml", b"<svg/>").into(),
             ..request()
         })
         .await
@@ -589,6 +591,33 @@ async fn pictures_that_are_not_what_they_claim_are_refused_without_any_call() {
         matches!(&error, InferError::UnsupportedImage(PictureError::UnsupportedType(t)) if t == "svg+xml"),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_picture_whose_header_reads_but_whose_pixels_do_not_is_refused_and_nothing_is_stored() {
+    // The header is checked before any call; the pixels are decoded while the detector
+    // works, so the detector may have been called. Nothing is written.
+    let png = png_bytes(WIDTH, HEIGHT);
+    let cut = &png[..png.len() - 30];
+    let mut models = MockModels::new();
+    models
+        .expect_detect()
+        .times(0..=1)
+        .returning(|_, _| Ok(vec![detected(0, "seed", 0.5)]));
+    models.expect_classify().never();
+    let mut stores = Stores::new();
+    stores.known_user(1);
+    let service = service(Arc::new(models), stores, settings());
+
+    let error = service
+        .infer(InferenceRequest {
+            image: data_url("png", cut).into(),
+            ..request()
+        })
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, InferError::BadImage(_)), "{error:?}");
 }
 
 fn assert_invalid(error: InferError, expected_field: &str) {
@@ -826,71 +855,6 @@ async fn a_failed_save_deletes_both_blobs_and_is_a_storage_error() {
             keys(&log)
         );
     }
-}
-
-// --- overload ------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn with_one_request_in_flight_a_second_is_refused_at_once() {
-    const MODEL_DELAY: Duration = Duration::from_millis(600);
-    let mut models = MockModels::new();
-    // The first request and the one after it; never the refused one.
-    models.expect_detect().times(2).returning(|_, _| Ok(vec![]));
-    let mut timed = Timed::new(models);
-    timed.detect_delay = MODEL_DELAY;
-    let timed = Arc::new(timed);
-    let mut stores = Stores::new();
-    stores.known_user(2);
-    stores.seeds_listed();
-    let log = stores.writes();
-    {
-        let log = log.clone();
-        stores
-            .blobs
-            .expect_put_new()
-            .times(4)
-            .returning(move |key, bytes| {
-                log.lock()
-                    .unwrap()
-                    .push(Write::PutNew(key.to_string(), bytes));
-                Ok(())
-            });
-    }
-    stores.save(2, || Ok(()));
-    let service = Arc::new(service(
-        timed.clone(),
-        stores,
-        ServiceSettings {
-            max_in_flight: 1,
-            ..settings()
-        },
-    ));
-
-    let first = tokio::spawn({
-        let service = service.clone();
-        async move { service.infer(request()).await }
-    });
-    timed.detect_started.notified().await;
-    let second_request = request();
-    let started = Instant::now();
-    let second = service.infer(second_request).await;
-    let waited = started.elapsed();
-
-    assert!(matches!(second, Err(InferError::Overloaded)), "{second:?}");
-    assert!(
-        waited < MODEL_DELAY / 6,
-        "refused after {waited:?}, with the model taking {MODEL_DELAY:?}"
-    );
-    let first = first.await.unwrap().unwrap();
-    assert_eq!(first.total_boxes, 0);
-    // Once the first is done, its place is free again.
-    service.infer(request()).await.unwrap();
-    assert_eq!(
-        writes(&log).len(),
-        6,
-        "two inferences saved: {:?}",
-        keys(&log)
-    );
 }
 
 // --- /get-user-id --------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 //! Classifier (Swin) and re-classifier: one crop's base64 text as the raw body, a ranking out.
 
+use bytes::Bytes;
 use inference::{ModelCallError, RankedLabel};
 use serde::Deserialize;
 
 use crate::parse;
 
-pub(crate) fn body(crop_base64: &str) -> Vec<u8> {
-    crop_base64.as_bytes().to_vec()
+pub(crate) fn body(crop_base64: Bytes) -> Bytes {
+    crop_base64
 }
 
 #[derive(Deserialize)]

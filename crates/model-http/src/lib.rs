@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
 use inference::{DetectedBox, ModelCallError, ModelClient, RankedLabel};
 use pipeline::{ModelDefinition, ModelKind};
 use secrecy::ExposeSecret;
@@ -72,11 +73,7 @@ impl HttpModelClient {
 
     /// POSTs `body` to the model, retrying transient failures `model.retries` times, and
     /// returns the answer's bytes when it is a 2xx.
-    async fn post(
-        &self,
-        model: &ModelDefinition,
-        body: Vec<u8>,
-    ) -> Result<Vec<u8>, ModelCallError> {
+    async fn post(&self, model: &ModelDefinition, body: Bytes) -> Result<Bytes, ModelCallError> {
         let attempt = || async {
             let request = self
                 .http
@@ -99,7 +96,7 @@ impl HttpModelClient {
                     body: text.chars().take(300).collect(),
                 });
             }
-            Ok(bytes.to_vec())
+            Ok(bytes)
         };
         attempt
             .retry(
@@ -127,15 +124,15 @@ impl ModelClient for HttpModelClient {
     async fn detect(
         &self,
         model: &ModelDefinition,
-        picture_base64: &str,
+        picture_base64: Bytes,
     ) -> Result<Vec<DetectedBox>, ModelCallError> {
         match model.kind {
             ModelKind::SeedDetector => {
-                let answer = self.post(model, detector::body(picture_base64)).await?;
+                let answer = self.post(model, detector::body(&picture_base64)).await?;
                 detector::boxes(&answer)
             }
             ModelKind::OneShotDetector => {
-                let answer = self.post(model, detector::body(picture_base64)).await?;
+                let answer = self.post(model, detector::body(&picture_base64)).await?;
                 one_shot::boxes(&answer)
             }
             ModelKind::Test => Ok(test_model::boxes()),
@@ -146,7 +143,7 @@ impl ModelClient for HttpModelClient {
     async fn classify(
         &self,
         model: &ModelDefinition,
-        crop_base64: &str,
+        crop_base64: Bytes,
     ) -> Result<Vec<RankedLabel>, ModelCallError> {
         match model.kind {
             ModelKind::Classifier | ModelKind::ReClassifier => {

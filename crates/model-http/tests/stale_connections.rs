@@ -77,11 +77,14 @@ async fn a_call_on_a_connection_the_server_closed_is_sent_again() {
         // No retries of its own: only the stale connection is sent again.
         retries: 0,
         reclassify_labels: BTreeSet::new(),
+        crop_encoding: pipeline::CropEncoding::default(),
         metadata: ModelMetadata::default(),
     };
     let client = HttpModelClient::new();
     for call in 0..5 {
-        let ranking = client.classify(&model, "QUJD").await;
+        let ranking = client
+            .classify(&model, bytes::Bytes::from_static(b"QUJD"))
+            .await;
         assert!(ranking.is_ok(), "call {call}: {ranking:?}");
     }
     assert!(

@@ -109,6 +109,7 @@ fn model(kind: ModelKind, endpoint: &str) -> ModelDefinition {
         timeout: Duration::from_secs(5),
         retries: 0,
         reclassify_labels: BTreeSet::new(),
+        crop_encoding: pipeline::CropEncoding::default(),
         metadata: ModelMetadata::default(),
     }
 }
@@ -120,7 +121,10 @@ async fn the_seed_detector_sends_input_data_and_reads_normalized_boxes() {
     ))
     .await;
     let boxes = HttpModelClient::new()
-        .detect(&model(ModelKind::SeedDetector, &server.url), "QUJD")
+        .detect(
+            &model(ModelKind::SeedDetector, &server.url),
+            bytes::Bytes::from_static(b"QUJD"),
+        )
         .await
         .unwrap();
     assert_eq!(boxes.len(), 1);
@@ -157,7 +161,7 @@ async fn the_classifier_sends_the_raw_base64_and_reads_a_ranking() {
     classifier.content_type = "application/octet-stream".into();
     classifier.deployment_platform = "x-routing".into();
     let ranking = HttpModelClient::new()
-        .classify(&classifier, "Q1JPUA==")
+        .classify(&classifier, bytes::Bytes::from_static(b"Q1JPUA=="))
         .await
         .unwrap();
     assert_eq!(ranking.len(), 2);
@@ -182,7 +186,10 @@ async fn the_one_shot_detector_reads_the_list_wrapped_answer() {
     ))
     .await;
     let boxes = HttpModelClient::new()
-        .detect(&model(ModelKind::OneShotDetector, &server.url), "QUJD")
+        .detect(
+            &model(ModelKind::OneShotDetector, &server.url),
+            bytes::Bytes::from_static(b"QUJD"),
+        )
         .await
         .unwrap();
     assert_eq!(boxes[0].label, "Bromus secalinus");
@@ -192,7 +199,10 @@ async fn the_one_shot_detector_reads_the_list_wrapped_answer() {
 async fn the_test_kind_calls_nothing_and_gives_one_fixed_box() {
     let server = start(ok("{}")).await;
     let boxes = HttpModelClient::new()
-        .detect(&model(ModelKind::Test, &server.url), "QUJD")
+        .detect(
+            &model(ModelKind::Test, &server.url),
+            bytes::Bytes::from_static(b"QUJD"),
+        )
         .await
         .unwrap();
     assert_eq!(boxes.len(), 1);
@@ -212,7 +222,10 @@ async fn a_500_is_reported_with_its_status_and_body() {
     })
     .await;
     let error = HttpModelClient::new()
-        .detect(&model(ModelKind::SeedDetector, &server.url), "QUJD")
+        .detect(
+            &model(ModelKind::SeedDetector, &server.url),
+            bytes::Bytes::from_static(b"QUJD"),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -235,7 +248,7 @@ async fn a_hanging_model_times_out_at_its_configured_timeout() {
     slow.timeout = Duration::from_millis(300);
     let started = Instant::now();
     let error = HttpModelClient::new()
-        .classify(&slow, "QUJD")
+        .classify(&slow, bytes::Bytes::from_static(b"QUJD"))
         .await
         .unwrap_err();
     assert_eq!(error, ModelCallError::Timeout(Duration::from_millis(300)));
@@ -259,7 +272,7 @@ async fn a_model_nobody_listens_for_is_unreachable() {
                 ModelKind::SeedDetector,
                 &format!("http://127.0.0.1:{port}/score"),
             ),
-            "QUJD",
+            bytes::Bytes::from_static(b"QUJD"),
         )
         .await
         .unwrap_err();
@@ -270,7 +283,10 @@ async fn a_model_nobody_listens_for_is_unreachable() {
 async fn an_answer_of_the_wrong_shape_says_what_was_expected() {
     let server = start(ok(r#"{"predictions": []}"#)).await;
     let error = HttpModelClient::new()
-        .detect(&model(ModelKind::SeedDetector, &server.url), "QUJD")
+        .detect(
+            &model(ModelKind::SeedDetector, &server.url),
+            bytes::Bytes::from_static(b"QUJD"),
+        )
         .await
         .unwrap_err();
     let ModelCallError::BadResponse(message) = error else {
@@ -289,7 +305,7 @@ async fn transient_failures_are_retried_as_many_times_as_configured() {
     let mut flaky = model(ModelKind::Classifier, &server.url);
     flaky.retries = 2;
     let ranking = HttpModelClient::new()
-        .classify(&flaky, "QUJD")
+        .classify(&flaky, bytes::Bytes::from_static(b"QUJD"))
         .await
         .unwrap();
     assert!(ranking.is_empty());
@@ -303,7 +319,7 @@ async fn transient_failures_are_retried_as_many_times_as_configured() {
     flaky.endpoint = SecretString::from(server.url.clone());
     flaky.retries = 1;
     let error = HttpModelClient::new()
-        .classify(&flaky, "QUJD")
+        .classify(&flaky, bytes::Bytes::from_static(b"QUJD"))
         .await
         .unwrap_err();
     assert!(matches!(error, ModelCallError::Status { status: 503, .. }));
@@ -321,7 +337,7 @@ async fn client_errors_are_not_retried() {
     let mut m = model(ModelKind::Classifier, &server.url);
     m.retries = 3;
     let error = HttpModelClient::new()
-        .classify(&m, "QUJD")
+        .classify(&m, bytes::Bytes::from_static(b"QUJD"))
         .await
         .unwrap_err();
     assert!(matches!(error, ModelCallError::Status { status: 401, .. }));

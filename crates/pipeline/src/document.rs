@@ -17,7 +17,9 @@ use crate::catalogue::{
     Catalogue, CatalogueError, CatalogueErrors, PipelineDefinition, PipelineMetadata,
     is_semantic_version, not_semantic_version,
 };
-use crate::model::{DEFAULT_MODEL_TIMEOUT, ModelDefinition, ModelKind, ModelMetadata};
+use crate::model::{
+    CropEncoding, DEFAULT_MODEL_TIMEOUT, ModelDefinition, ModelKind, ModelMetadata,
+};
 
 /// The longest `timeout_seconds` a model may have.
 pub const MAX_MODEL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -123,6 +125,9 @@ pub struct ModelEntry {
     /// For a re_classifier: the labels whose boxes it re-classifies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reclassify_labels: Option<Vec<String>>,
+    /// Optional, for per-crop models: how crops are encoded for it (default `source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_encoding: Option<String>,
 }
 
 /// Tells a present `null` (`Some(None)`) from an absent field (`None`, by `default`).
@@ -321,6 +326,8 @@ impl CatalogueDocument {
                 retries: (m.retries != 0).then_some(m.retries),
                 reclassify_labels: (!m.reclassify_labels.is_empty())
                     .then(|| m.reclassify_labels.iter().cloned().collect()),
+                crop_encoding: (m.crop_encoding != CropEncoding::default())
+                    .then(|| m.crop_encoding.to_string()),
             })
             .collect();
         let pipelines = catalogue
@@ -528,6 +535,21 @@ fn model_definition(
         }
         _ => {}
     }
+    let crop_encoding = match m.crop_encoding.as_deref().map(str::parse::<CropEncoding>) {
+        None => CropEncoding::default(),
+        Some(Ok(encoding)) if kind.is_none_or(ModelKind::needs_boxes) => encoding,
+        Some(Ok(_)) => {
+            errors.push(CatalogueError::new(
+                at("crop_encoding"),
+                "only a per-crop model (classifier, re_classifier) gets crops",
+            ));
+            CropEncoding::default()
+        }
+        Some(Err(message)) => {
+            errors.push(CatalogueError::new(at("crop_encoding"), message));
+            CropEncoding::default()
+        }
+    };
 
     let kind = kind?;
     if errors.len() > before {
@@ -544,6 +566,7 @@ fn model_definition(
         timeout,
         retries,
         reclassify_labels,
+        crop_encoding,
         metadata: ModelMetadata {
             task,
             endpoint_name: m.endpoint_name.unwrap_or_default(),

@@ -23,7 +23,9 @@ pub use catalogue::{
     is_semantic_version,
 };
 pub use document::{CatalogueDocument, DocumentFormat, ParsedDocument, SecretField, UnknownField};
-pub use model::{DEFAULT_MODEL_TIMEOUT, ModelDefinition, ModelKind, ModelMetadata};
+pub use model::{
+    CropEncoding, DEFAULT_MODEL_TIMEOUT, ModelDefinition, ModelKind, ModelMetadata, PngCompression,
+};
 pub use versions::{
     CONTAINER_ENV, CatalogueLoader, CatalogueVersions, KEY_ENV, LoadCatalogueError,
     OpenVersionError, VERSION_ENV, VersionSummary, compare_versions, validate_document,

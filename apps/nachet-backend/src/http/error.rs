@@ -10,7 +10,7 @@ use datastore::StoreError;
 use dicom_series::{
     AddOrganizationError, FindSeriesError, PredictError, ReportError, TransitionError,
 };
-use inference::{FeedbackError, FolderError, InferError};
+use inference::{FeedbackError, FolderError, InferError, Refused};
 use serde::Serialize;
 
 use crate::catalogue::SwitchError;
@@ -31,6 +31,8 @@ pub struct ApiError {
     pub list: Option<(&'static str, Vec<String>)>,
     /// For the log only: the underlying failure of a 5xx.
     pub detail: Option<String>,
+    /// Sent as `Retry-After` (a 503 of overload).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -40,6 +42,7 @@ impl ApiError {
             message: message.into(),
             list: None,
             detail: None,
+            retry_after: None,
         }
     }
 
@@ -84,7 +87,14 @@ impl ResponseError for ApiError {
             .list
             .as_ref()
             .map(|(key, names)| (*key, names.as_slice()));
-        error_response(self.status, &self.message, list)
+        let mut response = error_response(self.status, &self.message, list);
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                wait.as_secs().max(1).into(),
+            );
+        }
+        response
     }
 }
 
@@ -170,12 +180,20 @@ impl From<InferError> for ApiError {
             InferError::Forbidden(_) => StatusCode::FORBIDDEN,
             InferError::Model(step) if step.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             InferError::Model(_) => StatusCode::BAD_GATEWAY,
-            InferError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             InferError::Storage(detail) => {
                 return ApiError::unavailable("storage (database or blobs)", detail);
             }
         };
         ApiError::new(status, error.to_string())
+    }
+}
+
+/// 503 with `Retry-After`, decided before the body was read.
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refused.to_string());
+        error.retry_after = Some(refused.retry_after());
+        error
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod auth;
+pub mod body;
 mod caller;
 pub mod cors;
 pub mod dataset;

@@ -1,13 +1,16 @@
 //! Seed identification endpoints (contract 1.1): the frontend's field names, kept as they are.
 
+use std::borrow::Cow;
+
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, post, web};
-use inference::{ColorFormat, InferenceRequest, InferenceResponse, InferenceService};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use bytes::Bytes;
+use inference::{Admission, ColorFormat, InferenceRequest, InferenceResponse, InferenceService};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::body::{self, BodyLimit};
 use super::caller::Caller;
 use super::error::{ApiError, ErrorBody};
 
@@ -145,79 +148,106 @@ pub async fn seeds(service: web::Data<InferenceService>) -> Result<web::Json<See
     }))
 }
 
-/// The `/inf` body (contract 1.2). Read field by field so that each problem is named.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Only documents the body; the handler reads a JSON object.
-pub struct InfBody {
+/// The `/inf` body (contract 1.2), read by serde and documented from the same type.
+///
+/// Every required field is an `Option` so that all missing ones are named at once
+/// ("missing arguments: image, user_id"); a repeated key is refused (serde's derive does).
+/// `image`, about a megabyte, is borrowed from the body, never copied.
+#[derive(Deserialize, ToSchema)]
+pub struct InfBody<'a> {
     /// The pipeline's name.
-    model_name: String,
+    #[schema(required = true, nullable = false, min_length = 1)]
+    model_name: Option<String>,
     /// `data:image/<type>;base64,<data>`
-    image: String,
-    /// `[width, height]` in pixels.
-    #[schema(rename = "imageDims")]
-    image_dims: [u32; 2],
+    #[serde(borrow)]
+    #[schema(value_type = String, required = true, nullable = false, pattern = "^data:image/[A-Za-z0-9.+-]+;base64,")]
+    image: Option<Cow<'a, str>>,
+    /// `[width, height]` in pixels, as a browser measures the picture.
+    #[serde(rename = "imageDims")]
+    #[schema(value_type = Vec<u32>, required = true, nullable = false, min_items = 2, max_items = 2)]
+    image_dims: Option<Vec<u32>>,
     /// A folder's name (created when missing) or its `picture_set_id`.
-    folder_name: String,
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
+    folder_name: Option<String>,
     /// The caller's user id.
-    container_name: Uuid,
-    /// The caller's user id (the frontend's key); `userId` is accepted too.
-    user_id: Uuid,
+    #[schema(value_type = Uuid, required = true, nullable = false)]
+    container_name: Option<String>,
+    /// The caller's user id (the frontend's key); `userId` is accepted instead.
+    #[schema(value_type = Option<Uuid>, nullable = false)]
+    user_id: Option<String>,
+    /// The caller's user id (the seed document's key).
+    #[serde(rename = "userId")]
+    #[schema(value_type = Option<Uuid>, nullable = false)]
+    user_id_camel: Option<String>,
+    /// The SHA-256 (hex) that `/image-validation` gave for this picture.
     validator: Option<String>,
-    /// Default 0.5.
+    /// Boxes overlapping by more than this share of the smaller one are flagged. Default 0.5.
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     area_ratio: Option<f64>,
-    /// `hex` (default) or `rgb`.
-    color_format: Option<String>,
+    /// Default `hex`.
+    color_format: Option<ColorFormatBody>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorFormatBody {
+    Hex,
+    Rgb,
 }
 
 /// Runs a picture through a pipeline and stores the picture and the result.
+///
+/// A request waits for its turn before its body is read; beyond the queue it is refused at
+/// once with 503 and `Retry-After`.
 #[utoipa::path(
     request_body = InfBody,
     responses(
         (status = 200, body = InferenceResponse),
-        (status = 400, body = ErrorBody, description = "A missing or invalid argument, an unknown pipeline, an image that does not decode"),
+        (status = 400, body = ErrorBody, description = "A missing or invalid argument, an unknown pipeline, an image that does not decode or is over the pixel limit"),
         (status = 401, body = ErrorBody, description = "No valid identity"),
         (status = 403, body = ErrorBody, description = "Another user's id, container or folder"),
         (status = 404, body = ErrorBody, description = "Unknown user, or no folder of that id"),
         (status = 413, body = ErrorBody, description = "Body over the size limit"),
-        (status = 415, body = ErrorBody, description = "Image type not accepted"),
+        (status = 415, body = ErrorBody, description = "Image type not accepted, or a body that is not JSON"),
         (status = 502, body = ErrorBody, description = "A model failed (names the step and model)"),
-        (status = 503, body = ErrorBody, description = "Too many inferences at once"),
+        (status = 503, body = ErrorBody, description = "Too many inferences running and waiting; try again after `Retry-After` seconds"),
         (status = 504, body = ErrorBody, description = "A model did not answer in time (names the step and model)"),
     )
 )]
 #[post("/inf")]
 pub async fn inf(
     service: web::Data<InferenceService>,
+    admission: web::Data<Admission>,
+    limit: web::Data<BodyLimit>,
     caller: Caller,
-    body: web::Json<Map<String, Value>>,
+    request: HttpRequest,
+    payload: web::Payload,
 ) -> Result<web::Json<InferenceResponse>, ApiError> {
-    let request = inference_request(body.into_inner(), &caller)?;
+    let declared = body::declared_length(&request, limit.0)?;
+    body::require_json(&request)?;
+    let _admitted = admission.admit(declared.unwrap_or(limit.0) as u64).await?;
+    let body = body::read(payload, declared, limit.0).await?;
+    let request = inference_request(&body, &caller)?;
     Ok(web::Json(service.infer(request).await?))
 }
 
-fn inference_request(
-    mut body: Map<String, Value>,
-    caller: &Caller,
-) -> Result<InferenceRequest, ApiError> {
-    const REQUIRED: [&str; 5] = [
-        "model_name",
-        "image",
-        "imageDims",
-        "folder_name",
-        "container_name",
-    ];
-    let present = |body: &Map<String, Value>, k: &str| body.get(k).is_some_and(|v| !v.is_null());
-    // The frontend sends `user_id`; the seed document wrote `userId`. Either will do, and
-    // each one sent must be the caller.
-    let named_users: Vec<&str> = ["user_id", "userId"]
-        .into_iter()
-        .filter(|k| present(&body, k))
-        .collect();
-    let missing: Vec<&str> = REQUIRED
-        .into_iter()
-        .chain(named_users.is_empty().then_some("user_id"))
-        .filter(|k| !present(&body, k))
-        .collect();
+fn inference_request(body: &Bytes, caller: &Caller) -> Result<InferenceRequest, ApiError> {
+    let fields: InfBody = body::parse_json(body)?;
+    let mut missing = Vec::new();
+    let mut need = |name: &'static str, present: bool| {
+        if !present {
+            missing.push(name);
+        }
+    };
+    need("model_name", fields.model_name.is_some());
+    need("image", fields.image.is_some());
+    need("imageDims", fields.image_dims.is_some());
+    need("folder_name", fields.folder_name.is_some());
+    need("container_name", fields.container_name.is_some());
+    need(
+        "user_id",
+        fields.user_id.is_some() || fields.user_id_camel.is_some(),
+    );
     if !missing.is_empty() {
         return Err(ApiError::bad_request(format!(
             "missing argument{}: {}",
@@ -225,53 +255,36 @@ fn inference_request(
             missing.join(", ")
         )));
     }
-    let mut text = |key: &str| -> Result<String, ApiError> {
-        match body.remove(key) {
-            Some(Value::String(s)) => Ok(s),
-            other => Err(ApiError::bad_request(format!(
-                "{key}: expected a string, got {}",
-                type_name(other.as_ref())
-            ))),
-        }
+    let (Some(pipeline_name), Some(image), Some(dims), Some(folder_name), Some(container_name)) = (
+        fields.model_name,
+        fields.image,
+        fields.image_dims,
+        fields.folder_name,
+        fields.container_name,
+    ) else {
+        unreachable!("every required field was checked above")
     };
-    let pipeline_name = text("model_name")?;
-    let image = text("image")?;
-    let folder_name = text("folder_name")?;
-    let container_name = text("container_name")?;
     caller.check_named("container_name", &container_name)?;
-    for key in named_users {
-        caller.check_named(key, &text(key)?)?;
+    // The frontend sends `user_id`; the seed document wrote `userId`. Either will do, and
+    // each one sent must be the caller.
+    for (key, named) in [
+        ("user_id", &fields.user_id),
+        ("userId", &fields.user_id_camel),
+    ] {
+        if let Some(named) = named {
+            caller.check_named(key, named)?;
+        }
     }
-    let image_dims = dimensions(body.remove("imageDims"))?;
-    let validator = match body.remove("validator") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "validator: expected a string, got {}",
-                type_name(Some(&other))
-            )));
-        }
-    };
-    let area_ratio = match body.remove("area_ratio") {
-        None | Some(Value::Null) => 0.5,
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "area_ratio: expected a number, got {}",
-                type_name(Some(&other))
-            )));
-        }
-    };
-    let color_format = match body.remove("color_format") {
-        None | Some(Value::Null) => ColorFormat::Hex,
-        Some(Value::String(s)) if s == "hex" => ColorFormat::Hex,
-        Some(Value::String(s)) if s == "rgb" => ColorFormat::Rgb,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "color_format: expected \"hex\" or \"rgb\", got {other}"
-            )));
-        }
+    let image_dims = <[u32; 2]>::try_from(dims)
+        .ok()
+        .filter(|d| d.iter().all(|&n| n > 0))
+        .ok_or_else(|| {
+            ApiError::bad_request("imageDims: expected [width, height], two positive integers")
+        })?;
+    let image = match image {
+        Cow::Borrowed(text) => body.slice_ref(text.as_bytes()),
+        // Escapes in the JSON string (e.g. `\/`): the text had to be unescaped into a copy.
+        Cow::Owned(text) => Bytes::from(text),
     };
     Ok(InferenceRequest {
         pipeline_name,
@@ -280,9 +293,12 @@ fn inference_request(
         folder_name,
         container_name,
         user_id: caller.id,
-        validator,
-        area_ratio,
-        color_format,
+        validator: fields.validator,
+        area_ratio: fields.area_ratio.unwrap_or(0.5),
+        color_format: match fields.color_format {
+            None | Some(ColorFormatBody::Hex) => ColorFormat::Hex,
+            Some(ColorFormatBody::Rgb) => ColorFormat::Rgb,
+        },
     })
 }
 
@@ -309,35 +325,6 @@ pub async fn image_validation(
     _caller: Caller,
     body: web::Json<ImageBody>,
 ) -> Result<web::Json<[String; 1]>, ApiError> {
-    let sha256 = service.image_sha256(body.into_inner().image).await?;
+    let sha256 = service.image_sha256(body.into_inner().image.into()).await?;
     Ok(web::Json([sha256]))
-}
-
-fn dimensions(value: Option<Value>) -> Result<[u32; 2], ApiError> {
-    let wrong =
-        || ApiError::bad_request("imageDims: expected [width, height], two positive integers");
-    let Some(Value::Array(items)) = value else {
-        return Err(wrong());
-    };
-    let numbers: Vec<u32> = items
-        .iter()
-        .map(|v| {
-            v.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n > 0)
-        })
-        .collect::<Option<_>>()
-        .ok_or_else(wrong)?;
-    <[u32; 2]>::try_from(numbers).map_err(|_| wrong())
-}
-
-fn type_name(value: Option<&Value>) -> &'static str {
-    match value {
-        None | Some(Value::Null) => "null",
-        Some(Value::Bool(_)) => "a boolean",
-        Some(Value::Number(_)) => "a number",
-        Some(Value::String(_)) => "a string",
-        Some(Value::Array(_)) => "a list",
-        Some(Value::Object(_)) => "an object",
-    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use inference::{DetectedBox, ModelCallError, ModelClient, NormalizedBox, RankedLabel};
 use mockall::mock;
@@ -26,12 +27,12 @@ mock! {
         async fn detect(
             &self,
             model: &ModelDefinition,
-            picture_base64: &str,
+            picture_base64: Bytes,
         ) -> Result<Vec<DetectedBox>, ModelCallError>;
         async fn classify(
             &self,
             model: &ModelDefinition,
-            crop_base64: &str,
+            crop_base64: Bytes,
         ) -> Result<Vec<RankedLabel>, ModelCallError>;
     }
 }
@@ -199,7 +200,7 @@ pub struct Crop {
 
 impl Crop {
     /// Decodes a crop as a PNG; panics if it is not one.
-    pub fn decode(crop_base64: &str) -> Crop {
+    pub fn decode(crop_base64: &[u8]) -> Crop {
         let bytes = BASE64
             .decode(crop_base64)
             .expect("a crop is sent as base64");
@@ -276,7 +277,7 @@ impl ModelClient for Timed {
     async fn detect(
         &self,
         model: &ModelDefinition,
-        picture_base64: &str,
+        picture_base64: Bytes,
     ) -> Result<Vec<DetectedBox>, ModelCallError> {
         self.detect_started.notify_one();
         tokio::time::sleep(self.detect_delay).await;
@@ -286,9 +287,9 @@ impl ModelClient for Timed {
     async fn classify(
         &self,
         model: &ModelDefinition,
-        crop_base64: &str,
+        crop_base64: Bytes,
     ) -> Result<Vec<RankedLabel>, ModelCallError> {
-        let index = Crop::decode(crop_base64).grid_index();
+        let index = Crop::decode(&crop_base64).grid_index();
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep((self.classify_delay)(index)).await;
