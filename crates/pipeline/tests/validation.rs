@@ -374,6 +374,37 @@ fn timeout_and_retries_out_of_range() {
 }
 
 #[test]
+fn crop_encoding_is_a_known_one_and_only_for_per_crop_models() {
+    let mut doc = valid();
+    doc["models"][0]["crop_encoding"] = json!("png_fast");
+    doc["models"][1]["crop_encoding"] = json!("webp");
+    assert_eq!(
+        errors(&doc),
+        [
+            "models[0].crop_encoding: only a per-crop model (classifier, re_classifier) gets crops",
+            "models[1].crop_encoding: unknown crop encoding \"webp\" (known: source, png_fast, \
+             png_balanced, png_high, jpeg)",
+        ]
+    );
+
+    doc["models"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("crop_encoding");
+    doc["models"][1]["crop_encoding"] = json!("png_high");
+    let catalogue = check(&doc).unwrap();
+    assert_eq!(
+        catalogue.model("swin").unwrap().crop_encoding,
+        pipeline::CropEncoding::Png(pipeline::PngCompression::High)
+    );
+    assert_eq!(
+        catalogue.model("seed-detector").unwrap().crop_encoding,
+        pipeline::CropEncoding::Source,
+        "the default"
+    );
+}
+
+#[test]
 fn reclassify_labels_belong_to_a_re_classifier_only() {
     let mut doc = valid();
     doc["models"][1]["kind"] = json!("re_classifier");
