@@ -256,6 +256,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             // Outermost, so that every answer carries CORS headers, errors included.
             .wrap(cors.middleware())
     })
+    .on_connect(http::disconnect::on_connect)
     .listen(listener)?
     .run();
     let handle = server.handle();

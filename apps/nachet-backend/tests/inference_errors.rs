@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -140,12 +142,13 @@ async fn backend_with_classifier(
     classifier: &ReferenceModels,
     timeout_seconds: f64,
 ) -> TestBackend {
-    backend_with_classifier_and(classifier, timeout_seconds, |_| {}).await
+    backend_with_classifier_and(&classifier.url, timeout_seconds, |_| {}).await
 }
 
-/// [`backend_with_classifier`], its settings changed by `adjust` first.
+/// [`backend_with_classifier`] with the classifier at `classifier_url`, the settings changed
+/// by `adjust` first.
 async fn backend_with_classifier_and(
-    classifier: &ReferenceModels,
+    classifier_url: &str,
     timeout_seconds: f64,
     adjust: impl FnOnce(&mut nachet_backend::Settings),
 ) -> TestBackend {
@@ -164,7 +167,7 @@ async fn backend_with_classifier_and(
     };
     let catalogue = serde_json::json!({
         "version": "0.0.1", "date": "2026-11-22",
-        "models": [model("seed-detector", "seed_detector", &detector.url), model("seed-classifier", "classifier", &classifier.url)],
+        "models": [model("seed-detector", "seed_detector", &detector.url), model("seed-classifier", "classifier", classifier_url)],
         "pipelines": [{
             "pipeline_name": "flaky", "models": ["seed-detector", "seed-classifier"], "default": true, "version": "1",
             "description": "", "created_by": "test", "creation_date": "2026-11-22", "job_name": "",
@@ -348,7 +351,7 @@ async fn beyond_the_queue_a_request_is_refused_with_503_and_retry_after_before_i
     )
     .await
     .unwrap();
-    let t = backend_with_classifier_and(&slow, 10.0, |settings| {
+    let t = backend_with_classifier_and(&slow.url, 10.0, |settings| {
         settings.inference.max_in_flight = 1;
         settings.inference.queue_requests = 1;
         settings.inference.retry_after_seconds = 3;
@@ -422,6 +425,86 @@ async fn a_repeated_key_in_the_inf_body_is_refused_not_resolved() {
             .contains("duplicate field `model_name`"),
         "{answer}"
     );
+    assert_nothing_kept(&t).await;
+    t.backend.stop().await;
+}
+
+// --- abandoned requests --------------------------------------------------------------------
+
+/// A classifier that reads each call and never answers; counts the calls and the
+/// connections still open.
+struct HangingModel {
+    url: String,
+    calls: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+async fn hanging_model() -> HangingModel {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (calls, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (calls_seen, open_seen) = (calls.clone(), open.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (calls, open) = (calls_seen.clone(), open_seen.clone());
+            open.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut counted = false;
+                // Until the caller closes the connection.
+                while let Ok(n) = stream.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !counted {
+                        counted = true;
+                        calls.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    HangingModel { url, calls, open }
+}
+
+#[tokio::test]
+async fn a_request_whose_client_is_gone_stops_its_model_calls() {
+    let hanging = hanging_model().await;
+    let t = backend_with_classifier_and(&hanging.url, 30.0, |_| {}).await;
+    let user = t.user(TECH).await;
+    // Ten seeds: ten classifier calls, all hanging.
+    let body = inf_body(
+        "flaky",
+        &user,
+        data_url("image/png", &encode(&tiled_photo(5, 2), ImageFormat::Png)),
+        [638 * 5, 559 * 2],
+    );
+    let impatient = client_as(TECH);
+    let gave_up = impatient
+        .post(t.url("/inf"))
+        .json(&body)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client gives up first: {gave_up:?}");
+    assert!(
+        hanging.calls.load(Ordering::SeqCst) > 0,
+        "the classifier was being called when the client left"
+    );
+    // The model calls of the abandoned request are dropped: their connections close long
+    // before the model's 30 s timeout.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hanging.open.load(Ordering::SeqCst) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} model connections still open 5 s after the client left",
+            hanging.open.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_nothing_kept(&t).await;
     t.backend.stop().await;
 }

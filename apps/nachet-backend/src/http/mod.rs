@@ -6,6 +6,7 @@ pub mod body;
 mod caller;
 pub mod cors;
 pub mod dataset;
+pub mod disconnect;
 pub mod error;
 pub mod fallback;
 mod feedback;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::body::{self, BodyLimit};
 use super::caller::Caller;
+use super::disconnect;
 use super::error::{ApiError, ErrorBody};
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -225,10 +226,20 @@ pub async fn inf(
 ) -> Result<web::Json<InferenceResponse>, ApiError> {
     let declared = body::declared_length(&request, limit.0)?;
     body::require_json(&request)?;
-    let _admitted = admission.admit(declared.unwrap_or(limit.0) as u64).await?;
-    let body = body::read(payload, declared, limit.0).await?;
-    let request = inference_request(&body, &caller)?;
-    Ok(web::Json(service.infer(request).await?))
+    let work = async {
+        let _admitted = admission.admit(declared.unwrap_or(limit.0) as u64).await?;
+        let body = body::read(payload, declared, limit.0).await?;
+        let inference = inference_request(&body, &caller)?;
+        Ok(web::Json(service.infer(inference).await?))
+    };
+    // A client that leaves takes its request's work with it: its place in the queue, its
+    // model calls, its codec jobs not yet started.
+    tokio::select! {
+        answer = work => answer,
+        () = disconnect::closed(&request) => Err(ApiError::bad_request(
+            "the client closed the connection; the inference was abandoned and nothing was kept",
+        )),
+    }
 }
 
 fn inference_request(body: &Bytes, caller: &Caller) -> Result<InferenceRequest, ApiError> {
