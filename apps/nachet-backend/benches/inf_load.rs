@@ -233,8 +233,13 @@ async fn start_stubs(boxes: &[NormalizedBox]) -> Stubs {
 /// A catalogue with one pipeline per stub latency, named `stubs {latency} ms`.
 fn catalogue(stubs: &Stubs, latencies: &[u64], crop_encoding: CropEncoding) -> Value {
     let model = |name: String, kind: &str, url: String| {
+        let task = if kind == "classifier" {
+            "classification"
+        } else {
+            "object-detection"
+        };
         let mut model = json!({
-            "model_name": name, "kind": kind, "task": kind, "endpoint": url, "api_key": "k",
+            "model_name": name, "kind": kind, "task": task, "endpoint": url, "api_key": "k",
             "content_type": "application/json", "deployment_platform": "azureml-model-deployment",
             "endpoint_name": name, "version": "1", "description": "", "created_by": "inf_load",
             "creation_date": "2026-12-02", "job_name": "", "dataset_description": "", "accuracy": null,
@@ -293,7 +298,7 @@ async fn start_backend(dir: &std::path::Path, catalogue: &Value) -> Backend {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_nachet-backend"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nachet-backend"))
         .env("NACHET__SERVER__PORT", port.to_string())
         .env("NACHET__DATA_DIR", dir)
         .env(
@@ -318,6 +323,9 @@ async fn start_backend(dir: &std::path::Path, catalogue: &Value) -> Backend {
     let http = reqwest::Client::new();
     let started = Instant::now();
     while http.get(format!("{url}/health")).send().await.is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the backend exited at start ({status}); its error is above");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the backend did not start"
@@ -339,6 +347,25 @@ fn resident_bytes(pid: u32) -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU time (user + system) a process has used, from `/proc` (in USER_HZ, 100 a second).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 // --- the measurements ----------------------------------------------------------------------
@@ -388,6 +415,9 @@ struct Row {
     bytes_to_models: u64,
     health: Vec<Duration>,
     health_errors: usize,
+    /// CPU time of the backend, and of this process (clients, stubs, poller), in the row.
+    backend_cpu: Duration,
+    bench_cpu: Duration,
 }
 
 async fn run(options: Options) {
@@ -466,12 +496,13 @@ async fn run(options: Options) {
     .await
     .unwrap();
     println!(
-        "codec-only limit: {limit:.1} req/s on {cores} threads; backend idle resident memory {:.0} MiB",
+        "codec-only limit: {limit:.1} req/s on {cores} threads ({:.1} ms of CPU a request); backend idle resident memory {:.0} MiB",
+        cores as f64 * 1000.0 / limit,
         mib(idle_rss)
     );
     println!();
     println!(
-        "{:>5} {:>5} {:>7} {:>7} {:>7} {:>8} {:>8} {:>6} | {:>8} {:>9} | {:>9} {:>5} | {:>9}",
+        "{:>5} {:>5} {:>7} {:>7} {:>7} {:>8} {:>8} {:>6} | {:>8} {:>9} | {:>9} {:>5} | {:>9} | {:>7} {:>7}",
         "stub",
         "C",
         "ok",
@@ -484,7 +515,9 @@ async fn run(options: Options) {
         "MiB/clnt",
         "to models",
         "x ref",
-        "health99"
+        "health99",
+        "srv cpu",
+        "gen cpu"
     );
 
     let mut rows = Vec::new();
@@ -511,7 +544,8 @@ async fn run(options: Options) {
     println!(
         "stub: model latency (ms); C: clients; limit: req/s over the codec-only limit; \
          MiB/clnt: (peak - idle) resident memory / C; to models: bytes the models received \
-         per request; x ref: that over the reference system's {:.2} MB; health99: /health p99 (ms)",
+         per request; x ref: that over the reference system's {:.2} MB; health99: /health p99 (ms); \
+         srv cpu, gen cpu: CPU ms a request of the backend, and of this process (clients, stubs)",
         REFERENCE_BYTES_TO_MODELS / 1e6
     );
     for row in rows.iter().filter(|r| r.first_error.is_some()) {
@@ -556,6 +590,7 @@ async fn measure(
         options.health_interval,
     ));
     let started = Instant::now();
+    let (backend_cpu, bench_cpu) = (cpu_time(&pid.to_string()), cpu_time("self"));
     let workers = (0..clients).map(|_| {
         let (http, url, body) = (http.clone(), backend.url.clone(), body.clone());
         tokio::spawn(async move {
@@ -591,6 +626,8 @@ async fn measure(
         bytes_to_models: 0,
         health: Vec::new(),
         health_errors: 0,
+        backend_cpu: Duration::ZERO,
+        bench_cpu: Duration::ZERO,
     };
     for result in join_all(workers).await {
         let (latencies, refused, errors, first_error) = result.unwrap();
@@ -602,6 +639,8 @@ async fn measure(
         }
     }
     row.elapsed = started.elapsed();
+    row.backend_cpu = cpu_time(&pid.to_string()) - backend_cpu;
+    row.bench_cpu = cpu_time("self") - bench_cpu;
     row.ok = row.latencies.len();
     row.latencies.sort();
     sampler.await.unwrap();
@@ -628,7 +667,7 @@ fn print_row(row: &Row, limit: f64, idle_rss: u64) {
         row.bytes_to_models as f64 / row.ok as f64
     };
     println!(
-        "{:>5} {:>5} {:>7} {:>7} {:>7.1} {:>8.1} {:>8.1} {:>5.0}% | {:>8.0} {:>9.2} | {:>9.0} {:>5.2} | {:>9.2}{}",
+        "{:>5} {:>5} {:>7} {:>7} {:>7.1} {:>8.1} {:>8.1} {:>5.0}% | {:>8.0} {:>9.2} | {:>9.0} {:>5.2} | {:>9.2} | {:>7.1} {:>7.1}{}",
         row.latency,
         row.clients,
         row.ok,
@@ -642,6 +681,8 @@ fn print_row(row: &Row, limit: f64, idle_rss: u64) {
         per_request,
         per_request / REFERENCE_BYTES_TO_MODELS,
         pct(99.0, &row.health),
+        ms(row.backend_cpu) / row.ok.max(1) as f64,
+        ms(row.bench_cpu) / row.ok.max(1) as f64,
         if row.other_errors + row.health_errors > 0 {
             format!(
                 "  ({} errors, {} /health errors)",
