@@ -224,6 +224,7 @@ impl CheckedPicture {
             format: self.format,
             image: Arc::new(image),
             base64: self.base64.clone(),
+            place: None,
         };
         if self.orientation != Orientation::NoTransforms {
             // The models get the picture as shown, encoded again.
@@ -254,6 +255,9 @@ pub struct DecodedPicture {
     pub image: Arc<DynamicImage>,
     /// The whole picture, upright, as base64: what whole-picture models get.
     pub base64: Bytes,
+    /// Its place among the pictures a [`CodecPool`](crate::CodecPool) lets be decoded at
+    /// once, given back when the last clone is dropped.
+    pub(crate) place: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl std::fmt::Debug for DecodedPicture {

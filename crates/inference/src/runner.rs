@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future;
-use pipeline::{ActivePipeline, ModelDefinition, ModelKind};
+use pipeline::{ActivePipeline, CropEncoding, ModelDefinition, ModelKind};
 use tokio::sync::Semaphore;
 
 use crate::codec::CodecPool;
@@ -82,10 +82,12 @@ impl PipelineRunner {
         pipeline: &ActivePipeline,
         picture: &CheckedPicture,
     ) -> Result<Vec<Detection>, RunError> {
-        let needs_pixels = pipeline
+        // The last step that crops: after it has encoded its crops, the pixels can go.
+        let last_cropping = pipeline
             .models
             .iter()
-            .any(|m| m.definition.kind.needs_boxes());
+            .rposition(|m| m.definition.kind.needs_boxes());
+        let needs_pixels = last_cropping.is_some();
         let mut pixels: Option<DecodedPicture> = None;
         let mut boxes: Vec<Detection> = Vec::new();
         for (i, model) in pipeline.models.iter().enumerate() {
@@ -144,7 +146,10 @@ impl PipelineRunner {
                         .collect();
                 }
                 ModelKind::Classifier | ModelKind::ReClassifier => {
-                    let decoded = self.pixels(&mut pixels, picture).await?;
+                    let decoded = self.pixels(&mut pixels, picture).await?.clone();
+                    if last_cropping == Some(i) {
+                        pixels = None;
+                    }
                     boxes = self.classify(model, decoded, boxes).await.map_err(fail)?;
                 }
             }
@@ -173,36 +178,53 @@ impl PipelineRunner {
     /// Every crop of the request at once: each is encoded on the codec pool and sent as soon
     /// as it is, within the bound on per-crop calls shared by all requests; results in box
     /// order. The first failure drops the calls still running.
+    ///
+    /// Each crop holds the pixels only until it is encoded: once the last is, they are freed
+    /// (when no later step needs them), while the calls go on.
     async fn classify(
         &self,
         model: &ModelDefinition,
-        picture: &DecodedPicture,
+        picture: DecodedPicture,
         boxes: Vec<Detection>,
     ) -> Result<Vec<Detection>, StepFailure> {
         let encoding = model.crop_encoding;
-        future::try_join_all(boxes.into_iter().map(|detection| async move {
-            let wanted = model.kind == ModelKind::Classifier
-                || model.reclassify_labels.contains(&detection.label);
-            if !wanted {
-                return Ok(detection);
-            }
-            let crop = {
-                let picture = picture.clone();
-                let bbox = detection.bbox;
-                self.codec
-                    .run(move || picture.crop_base64(&bbox, encoding))
-                    .await
-                    .map_err(StepFailure::Input)?
-            };
-            let _call = self
-                .crop_calls
-                .acquire()
-                .await
-                .expect("the crop-call semaphore is never closed");
-            let ranking = self.models.classify(model, Bytes::from(crop)).await?;
-            Ok(ranked(detection, ranking)?)
-        }))
-        .await
+        let calls: Vec<_> = boxes
+            .into_iter()
+            .map(|detection| {
+                let wanted = model.kind == ModelKind::Classifier
+                    || model.reclassify_labels.contains(&detection.label);
+                let picture = wanted.then(|| picture.clone());
+                self.classify_one(model, encoding, picture, detection)
+            })
+            .collect();
+        drop(picture);
+        future::try_join_all(calls).await
+    }
+
+    /// One box: its crop encoded and ranked, or (`picture` none) the box as it is.
+    async fn classify_one(
+        &self,
+        model: &ModelDefinition,
+        encoding: CropEncoding,
+        picture: Option<DecodedPicture>,
+        detection: Detection,
+    ) -> Result<Detection, StepFailure> {
+        let Some(picture) = picture else {
+            return Ok(detection);
+        };
+        let bbox = detection.bbox;
+        let crop = self
+            .codec
+            .run(move || picture.crop_base64(&bbox, encoding))
+            .await
+            .map_err(StepFailure::Input)?;
+        let _call = self
+            .crop_calls
+            .acquire()
+            .await
+            .expect("the crop-call semaphore is never closed");
+        let ranking = self.models.classify(model, Bytes::from(crop)).await?;
+        Ok(ranked(detection, ranking)?)
     }
 }
 
