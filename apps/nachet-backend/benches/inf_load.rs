@@ -453,10 +453,6 @@ async fn run(options: Options) {
         .pool_max_idle_per_host(1024)
         .build()
         .unwrap();
-    let health_http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap();
     let user: Value = http
         .post(format!("{}/get-user-id", backend.url))
         .json(&json!({"email": ""}))
@@ -526,7 +522,6 @@ async fn run(options: Options) {
             let row = measure(
                 &options,
                 &http,
-                &health_http,
                 &backend,
                 &stubs,
                 body(latency),
@@ -563,7 +558,6 @@ async fn run(options: Options) {
 async fn measure(
     options: &Options,
     http: &reqwest::Client,
-    health_http: &reqwest::Client,
     backend: &Backend,
     stubs: &Stubs,
     body: Bytes,
@@ -583,12 +577,10 @@ async fn measure(
             }
         }
     });
-    let health = tokio::spawn(poll_health(
-        health_http.clone(),
-        backend.url.clone(),
-        deadline,
-        options.health_interval,
-    ));
+    let health = std::thread::spawn({
+        let (url, interval) = (backend.url.clone(), options.health_interval);
+        move || poll_health(&url, deadline, interval)
+    });
     let started = Instant::now();
     let (backend_cpu, bench_cpu) = (cpu_time(&pid.to_string()), cpu_time("self"));
     let workers = (0..clients).map(|_| {
@@ -646,7 +638,7 @@ async fn measure(
     sampler.await.unwrap();
     row.peak_rss = peak.load(Ordering::Relaxed);
     row.bytes_to_models = stubs.received.0.load(Ordering::Relaxed) - received_before;
-    let (health, health_errors) = health.await.unwrap();
+    let (health, health_errors) = health.join().unwrap();
     row.health = health;
     row.health_errors = health_errors;
     row
@@ -719,32 +711,52 @@ async fn send_inf(
     Ok(started.elapsed())
 }
 
-/// `GET /health` every `interval` until `deadline`: sorted latencies, and errors.
-async fn poll_health(
-    http: reqwest::Client,
-    url: String,
-    deadline: Instant,
-    interval: Duration,
-) -> (Vec<Duration>, usize) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// `GET /health` every `interval` until `deadline`, from a thread of its own over one
+/// keep-alive connection, so that the load generator's tasks never delay a poll: sorted
+/// latencies, and errors.
+fn poll_health(url: &str, deadline: Instant, interval: Duration) -> (Vec<Duration>, usize) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let address = url.trim_start_matches("http://");
     let (mut latencies, mut errors) = (Vec::new(), 0);
-    loop {
-        ticks.tick().await;
-        if Instant::now() >= deadline {
-            break;
-        }
+    let mut connection: Option<BufReader<std::net::TcpStream>> = None;
+    while Instant::now() < deadline {
         let started = Instant::now();
-        match http.get(format!("{url}/health")).send().await {
-            Ok(response) if response.status() == reqwest::StatusCode::OK => {
-                if response.bytes().await.is_ok() {
-                    latencies.push(started.elapsed());
-                } else {
-                    errors += 1;
+        let answer = (|| -> std::io::Result<()> {
+            if connection.is_none() {
+                let stream = std::net::TcpStream::connect(address)?;
+                stream.set_nodelay(true)?;
+                connection = Some(BufReader::new(stream));
+            }
+            let reader = connection.as_mut().expect("connected above");
+            reader
+                .get_mut()
+                .write_all(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+            let mut length = 0;
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if !line.starts_with("HTTP/1.1 200") {
+                return Err(std::io::Error::other(line));
+            }
+            loop {
+                line.clear();
+                reader.read_line(&mut line)?;
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
                 }
             }
-            _ => errors += 1,
+            reader.read_exact(&mut vec![0; length])
+        })();
+        match answer {
+            Ok(()) => latencies.push(started.elapsed()),
+            Err(_) => {
+                errors += 1;
+                connection = None;
+            }
         }
+        std::thread::sleep(interval.saturating_sub(started.elapsed()));
     }
     latencies.sort();
     (latencies, errors)
