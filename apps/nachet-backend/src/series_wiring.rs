@@ -479,7 +479,10 @@ impl ScratchSpace for ProcessScratch {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{label}-"))
             .tempdir_in(&self.dir)
-            .map_err(|e| ScratchError(format!("in {}: {e}", self.dir.display())))?;
+            .map_err(|e| {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot create a scratch folder");
+                ScratchError(dicom_series::io_reason(&e))
+            })?;
         Ok(ScratchDir::new(dir.path().to_path_buf(), dir))
     }
 }
@@ -525,6 +528,16 @@ mod tests {
         std::fs::write(path.join("a"), b"x").unwrap();
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_scratch_failure_does_not_name_the_server_s_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let scratch = ProcessScratch::open(root.path()).unwrap();
+        std::fs::remove_dir_all(scratch.dir()).unwrap();
+        let error = scratch.create("series-1").await.unwrap_err().to_string();
+        assert!(error.contains("not found"), "{error}");
+        assert!(!error.contains(&*root.path().to_string_lossy()), "{error}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use repository::{
     UpdateSeriesError,
 };
 pub use retry::RetryPolicy;
-pub use scratch::{ScratchDir, ScratchError, ScratchSpace};
+pub use scratch::{ScratchDir, ScratchError, ScratchSpace, io_reason};
 pub use series::{Applied, InvalidRequest, PredictionRun, Series, TransitionError, series_key};
 pub use service::{
     AddOrganizationError, FindSeriesError, PredictDecision, PredictError, PredictOutcome,

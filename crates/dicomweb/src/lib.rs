@@ -401,7 +401,12 @@ fn write_parts_into(
         ))
     };
     let io_error = |path: &Path, e: std::io::Error| {
-        FetchError::Transient(format!("cannot write {}: {e}", path.display()))
+        tracing::warn!(path = %path.display(), error = %e, "cannot write a retrieved instance");
+        let file = path.file_name().map_or("".into(), |f| f.to_string_lossy());
+        FetchError::Transient(format!(
+            "cannot write instance file {file} to the scratch folder: {}",
+            dicom_series::io_reason(&e)
+        ))
     };
     let mut parser = MultipartParser::new(boundary).map_err(malformed)?;
     let mut events = Vec::new();

@@ -83,9 +83,10 @@ impl MlApp for HttpMlApp {
     ) -> Result<(), SubmitError> {
         let url = format!("{}/predict", endpoint.url.trim_end_matches('/'));
         let file = tokio::fs::File::open(&archive.path).await.map_err(|e| {
+            tracing::warn!(path = %archive.path.display(), error = %e, "cannot open the series archive");
             SubmitError::Permanent(format!(
-                "cannot open the series archive {}: {e}",
-                archive.path.display()
+                "cannot open the series archive: {}",
+                dicom_series::io_reason(&e)
             ))
         })?;
         let length = file

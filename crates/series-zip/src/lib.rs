@@ -37,6 +37,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use dicom_series::io_reason;
 use dicom_series::ports::{Archive, ArchiveError, RetrievedInstance, SeriesArchiver, SeriesKey};
 use zip::CompressionMethod;
 use zip::write::SimpleFileOptions;
@@ -201,8 +202,10 @@ pub fn write_archive(
         )),
         kept: false,
     };
-    let file = File::create(&partial.path)
-        .map_err(|e| ArchiveError(format!("cannot create {}: {e}", partial.path.display())))?;
+    let file = File::create(&partial.path).map_err(|e| {
+        tracing::warn!(path = %partial.path.display(), error = %e, "cannot create an archive");
+        ArchiveError(format!("cannot create the archive: {}", io_reason(&e)))
+    })?;
     let mut zip = zip::ZipWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file));
     let names = entry_names(instances);
     let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
@@ -216,16 +219,21 @@ pub fn write_archive(
         zip.start_file(name.as_str(), options)
             .map_err(|e| ArchiveError(format!("cannot start entry {name}: {e}")))?;
         let mut source = File::open(&instance.path).map_err(|e| {
+            tracing::warn!(path = %instance.path.display(), error = %e, "cannot open an instance");
             ArchiveError(format!(
-                "cannot open instance {} ({}): {e}",
+                "cannot open instance {}: {}",
                 instance.sop_instance_uid,
-                instance.path.display()
+                io_reason(&e)
             ))
         })?;
         let mut copied: u64 = 0;
         loop {
             let read = source.read(&mut buffer).map_err(|e| {
-                ArchiveError(format!("cannot read {}: {e}", instance.path.display()))
+                ArchiveError(format!(
+                    "cannot read instance {}: {}",
+                    instance.sop_instance_uid,
+                    io_reason(&e)
+                ))
             })?;
             if read == 0 {
                 break;
@@ -236,32 +244,30 @@ pub fn write_archive(
         }
         if copied != instance.size {
             return Err(ArchiveError(format!(
-                "instance {} ({}) holds {copied} bytes, not the {} retrieved",
-                instance.sop_instance_uid,
-                instance.path.display(),
-                instance.size
+                "instance {} holds {copied} bytes, not the {} retrieved",
+                instance.sop_instance_uid, instance.size
             )));
         }
     }
     let output = zip
         .finish()
         .map_err(|e| ArchiveError(format!("cannot finish the archive: {e}")))?;
-    let file = output
-        .into_inner()
-        .map_err(|e| ArchiveError(format!("cannot write the archive: {}", e.error())))?;
+    let file = output.into_inner().map_err(|e| {
+        ArchiveError(format!(
+            "cannot write the archive: {}",
+            io_reason(e.error())
+        ))
+    })?;
     file.sync_all()
-        .map_err(|e| ArchiveError(format!("cannot sync the archive: {e}")))?;
+        .map_err(|e| ArchiveError(format!("cannot sync the archive: {}", io_reason(&e))))?;
     let size = file
         .metadata()
         .map_err(|e| ArchiveError(format!("cannot read the archive's size: {e}")))?
         .len();
     drop(file);
     std::fs::rename(&partial.path, &final_path).map_err(|e| {
-        ArchiveError(format!(
-            "cannot rename {} to {}: {e}",
-            partial.path.display(),
-            final_path.display()
-        ))
+        tracing::warn!(from = %partial.path.display(), to = %final_path.display(), error = %e, "cannot rename an archive");
+        ArchiveError(format!("cannot put the finished archive in place: {}", io_reason(&e)))
     })?;
     partial.keep();
     tracing::debug!(path = %final_path.display(), entries = names.len(), size, "series archive written");

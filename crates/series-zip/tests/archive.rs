@@ -193,6 +193,11 @@ async fn an_error_mid_archive_leaves_nothing_behind() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cannot open instance"), "{err}");
+    // A series' lastError shows this to clients: never the server's folders.
+    assert!(
+        !err.to_string().contains(&*files.path().to_string_lossy()),
+        "{err}"
+    );
     assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
 
     // A file that changed size since retrieval.
@@ -211,6 +216,10 @@ async fn an_error_mid_archive_leaves_nothing_behind() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cannot create"), "{err}");
+    assert!(
+        !err.to_string().contains(&*out.path().to_string_lossy()),
+        "{err}"
+    );
 
     // No instance at all.
     assert!(
