@@ -1,4 +1,6 @@
-//! The admin API: which catalogue version runs, which exist, and switching without a restart.
+//! The admin API, every route under `/api/admin` but the dataset export (which streams a
+//! ZIP as `/dataset` does, in `dataset.rs`): which catalogue version runs, which exist, and
+//! switching without a restart; the organizations of the DICOM side and their servers.
 //!
 //! Every call needs `Authorization: Bearer <admin.token>` (`NACHET__ADMIN__TOKEN`); without a
 //! configured token the admin API is off.
@@ -14,8 +16,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use dicom_series::ports::DicomCredentials;
+use dicom_series::{basic_credentials, bearer_credentials, credentials_kind};
+
 use super::auth::{bearer_token, same_secret};
 use super::error::ApiError;
+use super::series::SeriesApi;
 use crate::catalogue::{Catalogues, SwitchError};
 
 /// `[admin]` of the configuration.
@@ -81,7 +87,11 @@ impl FromRequest for Admin {
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(pipelines).service(reload);
+    config
+        .service(pipelines)
+        .service(reload)
+        .service(add_organization)
+        .service(list_organizations);
 }
 
 #[derive(Serialize)]
@@ -207,4 +217,87 @@ pub async fn reload(
         previous_version: previous.catalogue_version().to_owned(),
         running: RunningCatalogue::from(set.as_ref()),
     }))
+}
+
+// ---- organizations (the DICOM side) ----
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrganizationBody {
+    name: String,
+    /// The DICOMweb root (`https://pacs.example.org/dicom-web`), or a folder path for the
+    /// local-folder source.
+    dicomweb_root: String,
+    #[serde(default)]
+    credentials: Option<CredentialsBody>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CredentialsBody {
+    None,
+    Basic { username: String, password: String },
+    Bearer { token: String },
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationAnswer {
+    id: String,
+    name: String,
+    dicomweb_root: String,
+    /// `none`, `basic` or `bearer`; the secret itself is never shown.
+    #[schema(value_type = String)]
+    credentials: &'static str,
+}
+
+#[utoipa::path(
+    request_body = OrganizationBody,
+    responses(
+        (status = 201, body = OrganizationAnswer),
+        (status = 400, description = "Invalid body"),
+        (status = 401, description = "No or wrong admin token"),
+        (status = 409, description = "The name is taken"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/api/admin/organizations")]
+pub async fn add_organization(
+    // The token first: nothing about the body is told to a caller without it.
+    _admin: Admin,
+    api: web::Data<SeriesApi>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let body: OrganizationBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not an organization: {e}")))?;
+    let credentials = match body.credentials {
+        None | Some(CredentialsBody::None) => DicomCredentials::None,
+        Some(CredentialsBody::Basic { username, password }) => {
+            basic_credentials(&username, &password)
+        }
+        Some(CredentialsBody::Bearer { token }) => bearer_credentials(&token),
+    };
+    let organization = api
+        .service()
+        .add_organization(&body.name, &body.dicomweb_root, credentials)
+        .await?;
+    Ok(HttpResponse::Created().json(OrganizationAnswer {
+        id: organization.id.to_string(),
+        name: organization.name.to_string(),
+        dicomweb_root: organization.dicom_server.root.clone(),
+        credentials: credentials_kind(&organization.dicom_server.credentials),
+    }))
+}
+
+#[utoipa::path(
+    responses((status = 200, description = "The organizations' names"), (status = 401, description = "No or wrong admin token")),
+    security(("bearer" = []))
+)]
+#[get("/api/admin/organizations")]
+pub async fn list_organizations(
+    _admin: Admin,
+    api: web::Data<SeriesApi>,
+) -> Result<HttpResponse, ApiError> {
+    let names = api.service().organization_names().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "organizations": names })))
 }

@@ -6,22 +6,20 @@
 //!   `Authorization: Bearer <its callback token>`.
 //! - `GET /api/studies/series/{series_id}`: state, model type, result, attempts, last error,
 //!   times.
-//! - `POST /api/admin/organizations` (admin token): add an organization and its DICOM server;
-//!   `GET /api/admin/organizations`: their names.
+//!
+//! The organizations' admin routes are in [`super::admin`], with every admin route.
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use chrono::{DateTime, Utc};
-use dicom_series::ports::DicomCredentials;
 use dicom_series::{
     PredictDecision, PredictRequest, PredictionService, ReportedStatus, RunId, Series, SeriesId,
-    StatusReport, basic_credentials, bearer_credentials, credentials_kind,
+    StatusReport,
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use super::admin::Admin;
 use super::auth::{bearer_token, same_secret};
 use super::error::ApiError;
 use serde::{Deserialize, Serialize};
@@ -35,6 +33,10 @@ pub struct SeriesApi {
 }
 
 impl SeriesApi {
+    pub(super) fn service(&self) -> &PredictionService {
+        &self.service
+    }
+
     pub fn new(
         service: Arc<PredictionService>,
         ml_app_tokens: Vec<(String, SecretString)>,
@@ -67,9 +69,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(predict)
         .service(report_status)
-        .service(get_series)
-        .service(add_organization)
-        .service(list_organizations);
+        .service(get_series);
 }
 
 // ---- wire shapes ----
@@ -171,36 +171,6 @@ impl From<Series> for SeriesView {
             finished_at: run.and_then(|r| r.finished_at),
         }
     }
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OrganizationBody {
-    name: String,
-    /// The DICOMweb root (`https://pacs.example.org/dicom-web`), or a folder path for the
-    /// local-folder source.
-    dicomweb_root: String,
-    #[serde(default)]
-    credentials: Option<CredentialsBody>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum CredentialsBody {
-    None,
-    Basic { username: String, password: String },
-    Bearer { token: String },
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrganizationAnswer {
-    id: String,
-    name: String,
-    dicomweb_root: String,
-    /// `none`, `basic` or `bearer`; the secret itself is never shown.
-    #[schema(value_type = String)]
-    credentials: &'static str,
 }
 
 // ---- handlers ----
@@ -316,57 +286,6 @@ pub async fn get_series(
 ) -> Result<HttpResponse, ApiError> {
     let series = api.service.find_series(parse_series_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(SeriesView::from(series)))
-}
-
-#[utoipa::path(
-    request_body = OrganizationBody,
-    responses(
-        (status = 201, body = OrganizationAnswer),
-        (status = 400, description = "Invalid body"),
-        (status = 401, description = "No or wrong admin token"),
-        (status = 409, description = "The name is taken"),
-    ),
-    security(("bearer" = []))
-)]
-#[post("/api/admin/organizations")]
-pub async fn add_organization(
-    // The token first: nothing about the body is told to a caller without it.
-    _admin: Admin,
-    api: web::Data<SeriesApi>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let body: OrganizationBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not an organization: {e}")))?;
-    let credentials = match body.credentials {
-        None | Some(CredentialsBody::None) => DicomCredentials::None,
-        Some(CredentialsBody::Basic { username, password }) => {
-            basic_credentials(&username, &password)
-        }
-        Some(CredentialsBody::Bearer { token }) => bearer_credentials(&token),
-    };
-    let organization = api
-        .service
-        .add_organization(&body.name, &body.dicomweb_root, credentials)
-        .await?;
-    Ok(HttpResponse::Created().json(OrganizationAnswer {
-        id: organization.id.to_string(),
-        name: organization.name.to_string(),
-        dicomweb_root: organization.dicom_server.root.clone(),
-        credentials: credentials_kind(&organization.dicom_server.credentials),
-    }))
-}
-
-#[utoipa::path(
-    responses((status = 200, description = "The organizations' names"), (status = 401, description = "No or wrong admin token")),
-    security(("bearer" = []))
-)]
-#[get("/api/admin/organizations")]
-pub async fn list_organizations(
-    _admin: Admin,
-    api: web::Data<SeriesApi>,
-) -> Result<HttpResponse, ApiError> {
-    let names = api.service.organization_names().await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "organizations": names })))
 }
 
 /// A malformed id names no series: 404, like an unknown one.
