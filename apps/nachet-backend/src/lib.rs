@@ -241,6 +241,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             .app_data(admin_data.clone())
             .app_data(admin_token.clone())
             .app_data(series_data.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                http::error::ApiError::bad_request(format!("the query is not valid: {e}")).into()
+            }))
             .app_data(
                 web::JsonConfig::default()
                     .limit(body_limit)

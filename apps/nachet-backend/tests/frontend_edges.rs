@@ -254,6 +254,12 @@ async fn a_wrong_method_is_405_with_allow_and_an_unknown_path_a_json_404() {
             "/api/studies/series/0123/status",
             "PUT",
         ),
+        // A literal path is not the template beside it (`predict` is not a series id).
+        (
+            reqwest::Method::PATCH,
+            "/api/studies/series/predict",
+            "POST",
+        ),
     ] {
         let response = t
             .http

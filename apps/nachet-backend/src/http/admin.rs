@@ -224,9 +224,11 @@ pub async fn reload(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrganizationBody {
+    #[schema(min_length = 1)]
     name: String,
     /// The DICOMweb root (`https://pacs.example.org/dicom-web`), or a folder path for the
     /// local-folder source.
+    #[schema(min_length = 1)]
     dicomweb_root: String,
     #[serde(default)]
     credentials: Option<CredentialsBody>,

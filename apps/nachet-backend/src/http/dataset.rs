@@ -96,8 +96,19 @@ fn filter(query: &DatasetQuery, user_id: Option<Uuid>) -> Result<DatasetFilter, 
     Ok(DatasetFilter {
         user_id,
         folder_id: query.folder,
-        from: query.from.as_deref().map(|t| time("from", t)).transpose()?,
-        to: query.to.as_deref().map(|t| time("to", t)).transpose()?,
+        // An empty bound (a form's empty field) is no bound.
+        from: query
+            .from
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| time("from", t))
+            .transpose()?,
+        to: query
+            .to
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| time("to", t))
+            .transpose()?,
     })
 }
 

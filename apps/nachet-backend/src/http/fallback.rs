@@ -21,6 +21,13 @@ enum Segment {
 }
 
 impl Route {
+    fn parameters(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Parameter))
+            .count()
+    }
+
     fn matches(&self, path: &str) -> bool {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         parts.len() == self.segments.len()
@@ -75,10 +82,13 @@ impl Routes {
     /// The answer to a request no route took.
     pub fn answer(&self, request: &HttpRequest) -> HttpResponse {
         let path = request.path();
-        let allowed: Vec<&str> = self
-            .0
+        // A literal path wins over a template it also matches (`/api/studies/series/predict`
+        // is not the series `predict`), as the router decides.
+        let matching: Vec<&Route> = self.0.iter().filter(|route| route.matches(path)).collect();
+        let fewest_parameters = matching.iter().map(|r| r.parameters()).min();
+        let allowed: Vec<&str> = matching
             .iter()
-            .filter(|route| route.matches(path))
+            .filter(|route| Some(route.parameters()) == fewest_parameters)
             .flat_map(|route| route.methods.iter().copied())
             .collect();
         if allowed.is_empty() {

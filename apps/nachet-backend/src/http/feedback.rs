@@ -19,6 +19,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[serde(rename_all = "camelCase")]
 pub struct PositiveBody {
     /// The caller's user id.
+    #[schema(format = Uuid)]
     user_id: String,
     inference_id: String,
     boxes: Vec<PositiveBox>,
@@ -34,6 +35,7 @@ pub struct PositiveBox {
 #[serde(rename_all = "camelCase")]
 pub struct NegativeBody {
     /// The caller's user id.
+    #[schema(format = Uuid)]
     user_id: String,
     inference_id: String,
     boxes: Vec<NegativeBox>,

@@ -27,6 +27,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[derive(Deserialize, ToSchema)]
 pub struct ContainerBody {
     /// The caller's user id.
+    #[schema(format = Uuid)]
     container_name: String,
 }
 
@@ -91,6 +92,7 @@ pub async fn get_directories(
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateDirBody {
+    #[schema(format = Uuid)]
     container_name: String,
     /// The new folder's name.
     folder_name: String,
@@ -129,6 +131,7 @@ pub async fn create_dir(
 
 #[derive(Deserialize, ToSchema)]
 pub struct DelBody {
+    #[schema(format = Uuid)]
     container_name: String,
     /// The folder's `picture_set_id` (the frontend's key name).
     folder_name: String,
@@ -163,6 +166,7 @@ pub async fn del(
 
 #[derive(Deserialize, ToSchema)]
 pub struct FolderUuidBody {
+    #[schema(format = Uuid)]
     container_name: String,
     /// The folder's `picture_set_id`.
     folder_uuid: String,
@@ -250,6 +254,7 @@ async fn delete_folder(
 
 #[derive(Deserialize, ToSchema)]
 pub struct GetPictureBody {
+    #[schema(format = Uuid)]
     container_name: String,
     picture_id: String,
 }
@@ -305,7 +310,9 @@ fn folder_id(field: &str, given: &str) -> Result<Uuid, ApiError> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewBatchImportBody {
+    #[schema(format = Uuid)]
     user_id: String,
+    #[schema(format = Uuid)]
     container_name: String,
     /// The folder the pictures go into (created when missing).
     folder_name: String,
@@ -364,7 +371,9 @@ impl NumberOrText {
 
 #[derive(Deserialize, ToSchema)]
 pub struct UploadPictureBody {
+    #[schema(format = Uuid)]
     container_name: String,
+    #[schema(format = Uuid)]
     user_id: String,
     /// The species, as in `/seeds`; without it, `seed_name` must name a known species.
     #[serde(default)]

@@ -38,7 +38,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::admin::pipelines,
         super::admin::reload,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &BodyRefusals)
 )]
 pub struct ApiDoc;
 
@@ -53,6 +53,61 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// What every route that reads a JSON body may answer before its handler runs: 400 (not
+/// JSON, or not the body's shape), 413 (over `server.max_body_bytes`), 415 (not sent as
+/// JSON). Added here once rather than on each route.
+struct BodyRefusals;
+
+impl utoipa::Modify for BodyRefusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::ResponseBuilder;
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::schema::Ref;
+        let refusal = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    ("400", "The body is not JSON, or not of the body's shape"),
+                    (
+                        "413",
+                        "The body is over the size limit (server.max_body_bytes)",
+                    ),
+                    (
+                        "415",
+                        "The body is not sent as JSON (Content-Type: application/json)",
+                    ),
+                ] {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| refusal(description).into());
+                }
+            }
+        }
     }
 }
 

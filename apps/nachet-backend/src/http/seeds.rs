@@ -174,7 +174,7 @@ pub struct InfBody<'a> {
     #[schema(value_type = Uuid, required = true, nullable = false)]
     container_name: Option<String>,
     /// The caller's user id (the frontend's key); `userId` is accepted instead.
-    #[schema(value_type = Option<Uuid>, nullable = false)]
+    #[schema(value_type = Uuid, required = true, nullable = false)]
     user_id: Option<String>,
     /// The caller's user id (the seed document's key).
     #[serde(rename = "userId")]

@@ -77,8 +77,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictBody {
+    #[schema(min_length = 1)]
     organization: String,
+    /// A DICOM UID: digits separated by dots, at most 64 characters.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)*$", max_length = 64)]
     study_instance_uid: String,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)*$", max_length = 64)]
     series_instance_uid: String,
     model_type: String,
     #[serde(default)]
