@@ -95,6 +95,7 @@ impl CodecPool {
             .expect("the codec pool's semaphore is never closed");
         let job = move || {
             let _slot = permit;
+            below_the_server();
             job()
         };
         match tokio::task::spawn_blocking(job).await {
@@ -102,6 +103,29 @@ impl CodecPool {
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         }
     }
+}
+
+/// The nice value of a thread that runs codec work: above the server's threads (0), so that
+/// the HTTP workers (`/health`, reading bodies, calling models) get a core at once however
+/// busy the codec work keeps both; the codec work still has every core the server leaves.
+const CODEC_NICE: i32 = 10;
+
+thread_local! {
+    static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lowers the calling (blocking) thread's priority, once per thread. On Linux a nice value
+/// is a thread's own; the thread keeps it for the blocking work it runs after (files,
+/// codec), which is never in a hurry. Failing to lower it changes nothing else.
+fn below_the_server() {
+    LOWERED.with(|lowered| {
+        if !lowered.replace(true) {
+            #[cfg(target_os = "linux")]
+            if let Err(error) = rustix::process::setpriority_process(None, CODEC_NICE) {
+                tracing::debug!(%error, "could not lower a codec thread's priority");
+            }
+        }
+    });
 }
 
 #[cfg(test)]
