@@ -79,27 +79,42 @@ pub fn is_part10(path: &Path) -> io::Result<bool> {
 /// including) the pixel data. Checks the Part-10 prefix first, so that a file that is not
 /// DICOM (an HTML error page, a part that still carries MIME framing) is named as such.
 pub fn read_instance_header(path: &Path) -> Result<InstanceHeader, HeaderError> {
+    let file = File::open(path).map_err(|source| HeaderError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_instance_header_from(file, path)
+}
+
+/// [`read_instance_header`] of the bytes of `reader` (a file, bytes in memory); `name`
+/// only names them in errors. Reads no further than the pixel data.
+pub fn read_instance_header_from(
+    mut reader: impl Read,
+    name: &Path,
+) -> Result<InstanceHeader, HeaderError> {
     let mut prefix = Vec::with_capacity(PART10_PREFIX_LEN);
-    File::open(path)
-        .and_then(|file| file.take(PART10_PREFIX_LEN as u64).read_to_end(&mut prefix))
+    (&mut reader)
+        .take(PART10_PREFIX_LEN as u64)
+        .read_to_end(&mut prefix)
         .map_err(|source| HeaderError::Io {
-            path: path.to_path_buf(),
+            path: name.to_path_buf(),
             source,
         })?;
     check_part10_prefix(&prefix).map_err(|reason| HeaderError::NotPart10 {
-        path: path.to_path_buf(),
+        path: name.to_path_buf(),
         reason,
     })?;
 
+    // The preamble is read and checked: the file meta group starts at the magic code.
     let object = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
+        .read_preamble(ReadPreamble::Never)
         .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+        .from_reader(DICM_MAGIC.chain(reader))
         .map_err(|e| HeaderError::Parse {
-            path: path.to_path_buf(),
+            path: name.to_path_buf(),
             message: e.to_string(),
         })?;
-    header_of(&object, path)
+    header_of(&object, name)
 }
 
 /// The identifying attributes of a parsed object (`path` only names it in errors).
@@ -172,5 +187,25 @@ mod tests {
         let err = check_part10_prefix(&framed).unwrap_err();
         assert!(err.contains("no 'DICM'"), "{err}");
         assert!(err.contains("--boundary"), "{err}");
+    }
+
+    #[test]
+    fn bytes_in_memory_read_as_the_same_file_does() {
+        let series = crate::synthetic::SyntheticSeries::new("MR", 2).with_size(4, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let paths = series.write(dir.path()).unwrap();
+        let bytes = series.instance_bytes(1).unwrap();
+        let name = Path::new("part 2");
+        let from_bytes = read_instance_header_from(&bytes[..], name).unwrap();
+        assert_eq!(from_bytes, read_instance_header(&paths[1]).unwrap());
+        assert_eq!(from_bytes.sop_instance_uid, series.sop_instance_uid(1));
+        assert_eq!(from_bytes.modality.as_deref(), Some("MR"));
+
+        // Cut inside the file meta group: a parse error that names the bytes.
+        let err = read_instance_header_from(&bytes[..PART10_PREFIX_LEN + 20], name).unwrap_err();
+        assert!(matches!(err, HeaderError::Parse { .. }), "{err:?}");
+        assert!(err.to_string().contains("part 2"), "{err}");
+        let err = read_instance_header_from(&bytes[..100], name).unwrap_err();
+        assert!(matches!(err, HeaderError::NotPart10 { .. }), "{err:?}");
     }
 }

@@ -16,6 +16,6 @@ pub mod synthetic;
 
 pub use header::{
     DICM_MAGIC, HeaderError, InstanceHeader, PART10_PREFIX_LEN, PREAMBLE_LEN, check_part10_prefix,
-    is_part10, read_instance_header,
+    is_part10, read_instance_header, read_instance_header_from,
 };
 pub use local_folder::LocalFolderSource;
