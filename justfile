@@ -28,6 +28,10 @@ fmt:
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
+# fuzz every parser of outside bytes for SECONDS each (cargo-fuzz; a crash fails)
+fuzz SECONDS="10" *TARGETS:
+    FUZZ_SECONDS={{SECONDS}} ./deploy/fuzz.sh {{TARGETS}}
+
 # what CI runs: format check, lints, tests
 ci:
     ./.ci/run
