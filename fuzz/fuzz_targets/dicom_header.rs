@@ -3,6 +3,7 @@
 //! folder held.
 #![no_main]
 
+use std::io::Cursor;
 use std::path::Path;
 
 use dicom_files::{HeaderError, check_part10_prefix, read_instance_header_from};
@@ -10,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let prefix = check_part10_prefix(data);
-    match read_instance_header_from(data, Path::new("fuzz input")) {
+    match read_instance_header_from(Cursor::new(data), Path::new("fuzz input")) {
         Ok(header) => {
             assert!(prefix.is_ok(), "read without a Part-10 prefix");
             for uid in [
