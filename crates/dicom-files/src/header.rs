@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use dicom::core::{Length, Tag};
 use dicom::dictionary_std::tags;
 use dicom::encoding::decode::{Decode, file_header_decoder};
+use dicom::encoding::text::{DefaultCharacterSetCodec, TextCodec};
 use dicom::encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
 use dicom::object::file::ReadPreamble;
 use dicom::object::{DefaultDicomObject, OpenFileOptions};
@@ -185,12 +186,20 @@ fn check_declared_lengths(source: impl Read, size: u64) -> Result<(), String> {
                 position.get(),
             ));
         }
-        if header.tag == tags::TRANSFER_SYNTAX_UID && len <= 64 {
+        if header.tag == tags::TRANSFER_SYNTAX_UID {
+            // Read as the crate reads it, whatever its length (it fits in the file), so
+            // that both see the same transfer syntax.
             let mut uid = vec![0; len as usize];
-            if source.read_exact(&mut uid).is_err() {
+            let Ok(text) = source
+                .read_exact(&mut uid)
+                .map(|()| DefaultCharacterSetCodec.decode(&uid))
+            else {
                 return Ok(());
-            }
-            transfer_syntax = String::from_utf8_lossy(&uid).into_owned();
+            };
+            let Ok(text) = text else {
+                return Ok(());
+            };
+            transfer_syntax = text;
         } else if io::copy(&mut (&mut source).take(u64::from(len)), &mut io::sink()).is_err() {
             return Ok(());
         }
@@ -411,5 +420,69 @@ mod tests {
         let cut = &bytes[..bytes.len() - 1];
         let header = read_instance_header_from(Cursor::new(cut), Path::new("cut")).unwrap();
         assert_eq!(header.modality.as_deref(), Some("CT"));
+    }
+
+    /// A Part-10 file of Implicit VR Little Endian whose Transfer Syntax UID value is
+    /// `transfer_syntax`, then `data_set`.
+    fn part10(transfer_syntax: &[u8], data_set: &[u8]) -> Vec<u8> {
+        let mut meta = b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01".to_vec();
+        for (element, value) in [
+            (0x0002u16, &b"1.2.840.10008.5.1.4.1.1.7\0"[..]),
+            (0x0003, b"1.2.3.4\0"),
+            (0x0010, transfer_syntax),
+        ] {
+            meta.extend_from_slice(&[0x02, 0x00]);
+            meta.extend_from_slice(&element.to_le_bytes());
+            meta.extend_from_slice(b"UI");
+            meta.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            meta.extend_from_slice(value);
+        }
+        let mut bytes = vec![0; PREAMBLE_LEN];
+        bytes.extend_from_slice(DICM_MAGIC);
+        bytes.extend_from_slice(b"\x02\x00\x00\x00UL\x04\x00");
+        bytes.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        bytes.extend(meta);
+        bytes.extend_from_slice(data_set);
+        bytes
+    }
+
+    /// An element of an Implicit VR Little Endian data set.
+    fn implicit(group: u16, element: u16, len: u32, value: &[u8]) -> Vec<u8> {
+        let mut bytes = [group.to_le_bytes(), element.to_le_bytes()].concat();
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    #[test]
+    fn the_transfer_syntax_is_read_as_the_dicom_crate_reads_it() {
+        // Found by fuzzing: a Transfer Syntax UID padded to 84 bytes was not read by the
+        // length check (it took at most 64), so the data set went unchecked; the crate
+        // trims the padding (NULs, spaces) and reads it.
+        let nuls = [&b"1.2.840.10008.1.2"[..], &[0; 67]].concat();
+        let spaces = [&b"1.2.840.10008.1.2"[..], &[b' '; 71]].concat();
+        for transfer_syntax in [nuls, spaces] {
+            let sane = [
+                implicit(0x0008, 0x0018, 6, b"1.2.3\0"),
+                implicit(0x0020, 0x000D, 4, b"1.2\0"),
+                implicit(0x0020, 0x000E, 6, b"1.2.4\0"),
+            ]
+            .concat();
+            let header = read_instance_header_from(
+                Cursor::new(part10(&transfer_syntax, &sane)),
+                Path::new("sane"),
+            )
+            .unwrap();
+            assert_eq!(header.sop_instance_uid, "1.2.3");
+
+            let huge = implicit(0x0008, 0x0018, 0xFFFF_FFF0, b"1.2.3");
+            let message = refused(&part10(&transfer_syntax, &huge));
+            assert!(
+                message.contains(
+                    "element (0008,0018) declares 4294967280 bytes, more than the 5 left"
+                ),
+                "{message}"
+            );
+        }
     }
 }
