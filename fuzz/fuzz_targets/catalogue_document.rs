@@ -7,6 +7,9 @@
 use libfuzzer_sys::fuzz_target;
 use pipeline::{Catalogue, CatalogueDocument, DocumentFormat, validate_document};
 
+#[global_allocator]
+static ALLOCATOR: nachet_fuzz::CappedAllocator = nachet_fuzz::CappedAllocator;
+
 fn stored_form(catalogue: &Catalogue) -> String {
     CatalogueDocument::from_catalogue(catalogue, &mut |_, plain| plain.to_owned()).to_json()
 }

@@ -11,6 +11,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use inference::{DecodedPicture, PictureLimits};
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOCATOR: nachet_fuzz::CappedAllocator = nachet_fuzz::CappedAllocator;
+
 /// Small, so that no input takes seconds to decode (the service allows more).
 const LIMITS: PictureLimits = PictureLimits {
     max_pixels: 4_000_000,

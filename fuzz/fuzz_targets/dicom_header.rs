@@ -9,6 +9,9 @@ use std::path::Path;
 use dicom_files::{HeaderError, check_part10_prefix, read_instance_header_from};
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOCATOR: nachet_fuzz::CappedAllocator = nachet_fuzz::CappedAllocator;
+
 fuzz_target!(|data: &[u8]| {
     let prefix = check_part10_prefix(data);
     match read_instance_header_from(Cursor::new(data), Path::new("fuzz input")) {

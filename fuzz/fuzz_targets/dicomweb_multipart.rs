@@ -11,6 +11,9 @@
 use dicomweb::multipart::{Event, MultipartError, MultipartParser, PartHeaders, boundary_of};
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOCATOR: nachet_fuzz::CappedAllocator = nachet_fuzz::CappedAllocator;
+
 type Parts = Vec<(PartHeaders, Vec<u8>)>;
 
 /// The body's parts, fed in chunks of the sizes `next_size` gives.

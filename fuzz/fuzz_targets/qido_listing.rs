@@ -3,6 +3,9 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOCATOR: nachet_fuzz::CappedAllocator = nachet_fuzz::CappedAllocator;
+
 fuzz_target!(|data: &[u8]| {
     if let Ok(listing) = dicomweb::parse_listing(data) {
         for instance in listing {
