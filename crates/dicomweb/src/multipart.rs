@@ -62,6 +62,8 @@ enum State {
     Preamble,
     /// Just after a delimiter: `--` (close) or padding and CRLF (a part follows).
     AfterDelimiter,
+    /// After a delimiter that is not the closing one: padding, then CRLF.
+    DelimiterPadding,
     /// In a part's header block (the buffer starts with the CRLF that ended the delimiter
     /// line).
     Headers,
@@ -136,10 +138,12 @@ impl MultipartParser {
                 "no boundary delimiter at all: the body is empty or not multipart with this boundary"
                     .to_string(),
             )),
-            State::AfterDelimiter if self.parts == 0 => Err(MultipartError::Truncated(
-                "the body ended after the first delimiter".to_string(),
-            )),
-            State::AfterDelimiter => Err(MultipartError::Truncated(format!(
+            State::AfterDelimiter | State::DelimiterPadding if self.parts == 0 => {
+                Err(MultipartError::Truncated(
+                    "the body ended after the first delimiter".to_string(),
+                ))
+            }
+            State::AfterDelimiter | State::DelimiterPadding => Err(MultipartError::Truncated(format!(
                 "the body ended after part {} without the closing delimiter",
                 self.parts
             ))),
@@ -185,6 +189,11 @@ impl MultipartParser {
                     self.buffer.clear();
                     return Ok(false);
                 }
+                // Not the closing delimiter, whatever follows (` --` is not `--`).
+                self.state = State::DelimiterPadding;
+                Ok(true)
+            }
+            State::DelimiterPadding => {
                 // Transport padding (spaces, tabs) may follow a delimiter.
                 match self.buffer.iter().position(|b| *b != b' ' && *b != b'\t') {
                     Some(at) => self.buffer.advance(at),
@@ -641,6 +650,26 @@ mod tests {
                 }
                 other => panic!("chunk {chunk}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn padding_then_dashes_is_not_the_closing_delimiter_at_any_split() {
+        // Found by fuzzing: fed whole, this was malformed; split after the padding, the
+        // parser forgot the padding and took `--` for the closing delimiter.
+        let input = format!("--{BOUNDARY}\r\n\r\nabc\r\n--{BOUNDARY} \t--\r\n");
+        let input = input.as_bytes();
+        for at in 0..=input.len() {
+            let mut parser = MultipartParser::new(BOUNDARY).unwrap();
+            let mut events = Vec::new();
+            let result = parser
+                .feed(&input[..at], &mut events)
+                .and_then(|()| parser.feed(&input[at..], &mut events))
+                .and_then(|()| parser.finish());
+            assert!(
+                matches!(result, Err(MultipartError::Malformed(_))),
+                "split at {at}: {result:?}"
+            );
         }
     }
 
