@@ -6,9 +6,9 @@
 #
 # Installs cargo-fuzz if missing, builds every target in one cargo invocation, then runs
 # each on a copy of its committed seeds (fuzz/corpus/TARGET), so the work tree stays as it
-# was. A crash (panic), an input slower than FUZZ_TIMEOUT seconds (20) or an out-of-memory
-# fails the script; libFuzzer writes the input to fuzz/artifacts/TARGET/ (ignored by git)
-# and prints it in base64 when it is small.
+# was. A crash (panic), an input slower than FUZZ_TIMEOUT seconds (20), one allocation over
+# 256 MiB (fuzz/src/lib.rs) or an out-of-memory fails the script; libFuzzer writes the input
+# to fuzz/artifacts/TARGET/ (ignored by git) and prints it in base64 when it is small.
 #
 # Stable Rust: `-s none` (no sanitizer). Coverage instrumentation is stable rustc flags;
 # only the sanitizers need nightly (-Zsanitizer), and the code under test is safe Rust.
