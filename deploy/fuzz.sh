@@ -24,7 +24,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz --version 0.13.2
 fi
 
-fuzz=(--fuzz-dir fuzz --sanitizer none)
+# --dev: the fuzz crate's dev profile, opt-level 1 (see fuzz/Cargo.toml): a cold build about
+# 30 % shorter than cargo-fuzz's release, for most of its speed.
+fuzz=(--fuzz-dir fuzz --sanitizer none --dev)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list --fuzz-dir fuzz)
