@@ -32,6 +32,6 @@ lint:
 fuzz SECONDS="10" *TARGETS:
     FUZZ_SECONDS={{SECONDS}} ./deploy/fuzz.sh {{TARGETS}}
 
-# what CI runs: format check, lints, tests
+# what CI runs: format check, lints, tests, a short fuzz run
 ci:
     ./.ci/run
