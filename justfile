@@ -28,6 +28,10 @@ fmt:
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
-# what CI runs: format check, lints, tests
+# fuzz every parser of outside bytes for SECONDS each (cargo-fuzz; a crash fails)
+fuzz SECONDS="10" *TARGETS:
+    FUZZ_SECONDS={{SECONDS}} ./deploy/fuzz.sh {{TARGETS}}
+
+# what CI runs: format check, lints, tests, a short fuzz run
 ci:
     ./.ci/run

@@ -1,12 +1,20 @@
 //! Part-10 checks and header reading.
 
+use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use dicom::core::{Length, Tag};
 use dicom::dictionary_std::tags;
+use dicom::encoding::decode::{Decode, file_header_decoder};
+use dicom::encoding::text::{DefaultCharacterSetCodec, TextCodec};
+use dicom::encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
 use dicom::object::file::ReadPreamble;
 use dicom::object::{DefaultDicomObject, OpenFileOptions};
+use dicom::parser::DataSetReader;
+use dicom::parser::dataset::DataToken;
+use dicom::transfer_syntax::TransferSyntaxRegistry;
 
 /// Length of the Part-10 preamble (any bytes, often zeros).
 pub const PREAMBLE_LEN: usize = 128;
@@ -79,27 +87,195 @@ pub fn is_part10(path: &Path) -> io::Result<bool> {
 /// including) the pixel data. Checks the Part-10 prefix first, so that a file that is not
 /// DICOM (an HTML error page, a part that still carries MIME framing) is named as such.
 pub fn read_instance_header(path: &Path) -> Result<InstanceHeader, HeaderError> {
-    let mut prefix = Vec::with_capacity(PART10_PREFIX_LEN);
-    File::open(path)
-        .and_then(|file| file.take(PART10_PREFIX_LEN as u64).read_to_end(&mut prefix))
-        .map_err(|source| HeaderError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    check_part10_prefix(&prefix).map_err(|reason| HeaderError::NotPart10 {
+    let file = File::open(path).map_err(|source| HeaderError::Io {
         path: path.to_path_buf(),
+        source,
+    })?;
+    read_instance_header_from(file, path)
+}
+
+/// [`read_instance_header`] of the bytes of `source` (a file, bytes in a `Cursor`); `name`
+/// only names them in errors. Reads no further than the pixel data, twice: first to refuse
+/// a value that declares more bytes than are left, before the `dicom` crate would allocate
+/// that much, then to parse the header.
+pub fn read_instance_header_from(
+    mut source: impl Read + Seek,
+    name: &Path,
+) -> Result<InstanceHeader, HeaderError> {
+    let io_error = |source| HeaderError::Io {
+        path: name.to_path_buf(),
+        source,
+    };
+    let parse_error = |message| HeaderError::Parse {
+        path: name.to_path_buf(),
+        message,
+    };
+    let size = source.seek(SeekFrom::End(0)).map_err(io_error)?;
+    source.rewind().map_err(io_error)?;
+    let mut prefix = Vec::with_capacity(PART10_PREFIX_LEN);
+    (&mut source)
+        .take(PART10_PREFIX_LEN as u64)
+        .read_to_end(&mut prefix)
+        .map_err(io_error)?;
+    check_part10_prefix(&prefix).map_err(|reason| HeaderError::NotPart10 {
+        path: name.to_path_buf(),
         reason,
     })?;
+    check_declared_lengths(&mut source, size).map_err(parse_error)?;
 
+    // The preamble is read and checked: the file meta group starts at the magic code.
+    source
+        .seek(SeekFrom::Start(PART10_PREFIX_LEN as u64))
+        .map_err(io_error)?;
     let object = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
+        .read_preamble(ReadPreamble::Never)
         .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|e| HeaderError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    header_of(&object, path)
+        .from_reader(DICM_MAGIC.chain(source))
+        .map_err(|e| parse_error(e.to_string()))?;
+    header_of(&object, name)
+}
+
+/// Refuses a value that declares more bytes than are left in `source` (positioned just
+/// after the magic code, `size` bytes in all), before the `dicom` crate reads it: the crate
+/// allocates and zeroes the declared length of a value before reading it, so that a file
+/// of a few hundred bytes declaring a 4 GB element would cost 4 GB of memory (found by
+/// fuzzing). Walks the element headers as the crate reads them: the file meta group, then
+/// the data set in its transfer syntax up to the pixel data. Anything else it cannot read
+/// is left for the crate to report.
+fn check_declared_lengths(source: impl Read, size: u64) -> Result<(), String> {
+    let position = Cell::new(PART10_PREFIX_LEN as u64);
+    let mut source = Counting {
+        inner: io::BufReader::new(source),
+        position: &position,
+    };
+    let too_long = |what: String, len: u32, position: u64| {
+        format!(
+            "{what} declares {len} bytes, more than the {} left",
+            size.saturating_sub(position)
+        )
+    };
+    let fits = |len: u32, position: u64| u64::from(len) <= size.saturating_sub(position);
+
+    // The file meta group, always explicit VR little endian, as `FileMetaTable` reads it:
+    // its group length first, then elements until that many bytes are read.
+    let decoder = file_header_decoder();
+    let Ok((header, _)) = decoder.decode_header(&mut source) else {
+        return Ok(());
+    };
+    let mut group_length = [0u8; 4];
+    if header.tag != Tag(0x0002, 0x0000)
+        || header.len != Length(4)
+        || source.read_exact(&mut group_length).is_err()
+    {
+        return Ok(());
+    }
+    let group_length = u64::from(u32::from_le_bytes(group_length));
+    let meta_start = position.get();
+    let mut transfer_syntax = String::new();
+    while position.get() - meta_start < group_length {
+        let Ok((header, _)) = decoder.decode_header(&mut source) else {
+            return Ok(());
+        };
+        let Some(len) = header.len.get() else {
+            return Ok(());
+        };
+        if !fits(len, position.get()) {
+            return Err(too_long(
+                format!("element {}", header.tag),
+                len,
+                position.get(),
+            ));
+        }
+        if header.tag == tags::TRANSFER_SYNTAX_UID {
+            // Read as the crate reads it, whatever its length (it fits in the file), so
+            // that both see the same transfer syntax.
+            let mut uid = vec![0; len as usize];
+            let Ok(text) = source
+                .read_exact(&mut uid)
+                .map(|()| DefaultCharacterSetCodec.decode(&uid))
+            else {
+                return Ok(());
+            };
+            let Ok(text) = text else {
+                return Ok(());
+            };
+            transfer_syntax = text;
+        } else if io::copy(&mut (&mut source).take(u64::from(len)), &mut io::sink()).is_err() {
+            return Ok(());
+        }
+    }
+
+    // The data set. With a data set codec (deflate), lengths are of the inflated bytes and
+    // the file size does not bound them; the crate reads none such without its feature.
+    let uid = transfer_syntax.trim_end_matches(|c: char| c.is_whitespace() || c == '\0');
+    let Some(syntax) = TransferSyntaxRegistry.get(uid) else {
+        return Ok(());
+    };
+    if matches!(syntax.codec(), Codec::Dataset(_)) {
+        return Ok(());
+    }
+    let Ok(reader) = DataSetReader::new_with_ts(&mut source, syntax) else {
+        return Ok(());
+    };
+    // Per open sequence, whether it is encapsulated pixel data (whose items are values).
+    let mut open: Vec<bool> = Vec::new();
+    for token in reader {
+        // The reader reads a value when asked for the token after its header.
+        let at = position.get();
+        let Ok(token) = token else {
+            return Ok(());
+        };
+        let (what, len) = match token {
+            // The crate stops at the pixel data of the data set (`read_until`); inside
+            // sequences, every value is read.
+            DataToken::ElementHeader(header)
+                if open.is_empty() && header.tag >= tags::PIXEL_DATA =>
+            {
+                return Ok(());
+            }
+            DataToken::SequenceStart { tag, .. } if open.is_empty() && tag >= tags::PIXEL_DATA => {
+                return Ok(());
+            }
+            DataToken::PixelSequenceStart if open.is_empty() => return Ok(()),
+            DataToken::ElementHeader(header) => (format!("element {}", header.tag), header.len),
+            DataToken::ItemStart { len } if open.last() == Some(&true) => {
+                ("a pixel data fragment".to_string(), len)
+            }
+            DataToken::SequenceStart { .. } => {
+                open.push(false);
+                continue;
+            }
+            DataToken::PixelSequenceStart => {
+                open.push(true);
+                continue;
+            }
+            DataToken::SequenceEnd => {
+                open.pop();
+                continue;
+            }
+            _ => continue,
+        };
+        if let Some(len) = len.get()
+            && !fits(len, at)
+        {
+            return Err(too_long(what, len, at));
+        }
+    }
+    Ok(())
+}
+
+/// Counts the bytes read through it: the position in the file.
+struct Counting<'a, R> {
+    inner: R,
+    position: &'a Cell<u64>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.position.set(self.position.get() + n as u64);
+        Ok(n)
+    }
 }
 
 /// The identifying attributes of a parsed object (`path` only names it in errors).
@@ -150,6 +326,8 @@ fn non_empty(value: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
 
     #[test]
@@ -172,5 +350,139 @@ mod tests {
         let err = check_part10_prefix(&framed).unwrap_err();
         assert!(err.contains("no 'DICM'"), "{err}");
         assert!(err.contains("--boundary"), "{err}");
+    }
+
+    #[test]
+    fn bytes_in_memory_read_as_the_same_file_does() {
+        let series = crate::synthetic::SyntheticSeries::new("MR", 2).with_size(4, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let paths = series.write(dir.path()).unwrap();
+        let bytes = series.instance_bytes(1).unwrap();
+        let name = Path::new("part 2");
+        let from_bytes = read_instance_header_from(Cursor::new(&bytes), name).unwrap();
+        assert_eq!(from_bytes, read_instance_header(&paths[1]).unwrap());
+        assert_eq!(from_bytes.sop_instance_uid, series.sop_instance_uid(1));
+        assert_eq!(from_bytes.modality.as_deref(), Some("MR"));
+
+        // Cut inside the file meta group: a parse error that names the bytes.
+        let err = read_instance_header_from(Cursor::new(&bytes[..PART10_PREFIX_LEN + 20]), name)
+            .unwrap_err();
+        assert!(matches!(err, HeaderError::Parse { .. }), "{err:?}");
+        assert!(err.to_string().contains("part 2"), "{err}");
+        let err = read_instance_header_from(Cursor::new(&bytes[..100]), name).unwrap_err();
+        assert!(matches!(err, HeaderError::NotPart10 { .. }), "{err:?}");
+    }
+
+    /// A synthetic instance's bytes, and where its data set starts (after the meta group).
+    fn instance() -> (Vec<u8>, usize) {
+        let series = crate::synthetic::SyntheticSeries::new("CT", 1).with_size(2, 2);
+        let bytes = series.instance_bytes(0).unwrap();
+        // (0002,0000) UL, 4 bytes: the length of the rest of the meta group.
+        let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap());
+        (bytes, 144 + group_length as usize)
+    }
+
+    fn refused(bytes: &[u8]) -> String {
+        match read_instance_header_from(Cursor::new(bytes), Path::new("part 1")) {
+            Err(HeaderError::Parse { message, .. }) => message,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_value_longer_than_the_file_is_refused_before_it_is_read() {
+        // What fuzzing found: a 443-byte file whose (0002,0002) had an unknown VR, so a
+        // 4-byte length (3.5 GB); the dicom crate allocated and zeroed all of it. The same
+        // with UN, in the meta group, then in the data set.
+        let (bytes, data_set) = instance();
+        let mut meta = bytes[..158].to_vec();
+        assert_eq!(
+            &meta[144..148],
+            b"\x02\x00\x01\x00",
+            "(0002,0001) comes first"
+        );
+        meta.extend_from_slice(b"\x02\x00\x02\x00UN\x00\x00\xf0\xff\xff\xff1.2.840");
+        let message = refused(&meta);
+        assert!(
+            message.contains("element (0002,0002) declares 4294967280 bytes, more than the 7 left"),
+            "{message}"
+        );
+
+        let mut data = bytes[..data_set].to_vec();
+        data.extend_from_slice(b"\x08\x00\x18\x00UT\x00\x00\xf0\xff\xff\xff1.2.3");
+        let message = refused(&data);
+        assert!(
+            message.contains("element (0008,0018) declares 4294967280 bytes, more than the 5 left"),
+            "{message}"
+        );
+
+        // The pixel data is not read: a file cut inside it still has a header.
+        let cut = &bytes[..bytes.len() - 1];
+        let header = read_instance_header_from(Cursor::new(cut), Path::new("cut")).unwrap();
+        assert_eq!(header.modality.as_deref(), Some("CT"));
+    }
+
+    /// A Part-10 file of Implicit VR Little Endian whose Transfer Syntax UID value is
+    /// `transfer_syntax`, then `data_set`.
+    fn part10(transfer_syntax: &[u8], data_set: &[u8]) -> Vec<u8> {
+        let mut meta = b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01".to_vec();
+        for (element, value) in [
+            (0x0002u16, &b"1.2.840.10008.5.1.4.1.1.7\0"[..]),
+            (0x0003, b"1.2.3.4\0"),
+            (0x0010, transfer_syntax),
+        ] {
+            meta.extend_from_slice(&[0x02, 0x00]);
+            meta.extend_from_slice(&element.to_le_bytes());
+            meta.extend_from_slice(b"UI");
+            meta.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            meta.extend_from_slice(value);
+        }
+        let mut bytes = vec![0; PREAMBLE_LEN];
+        bytes.extend_from_slice(DICM_MAGIC);
+        bytes.extend_from_slice(b"\x02\x00\x00\x00UL\x04\x00");
+        bytes.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        bytes.extend(meta);
+        bytes.extend_from_slice(data_set);
+        bytes
+    }
+
+    /// An element of an Implicit VR Little Endian data set.
+    fn implicit(group: u16, element: u16, len: u32, value: &[u8]) -> Vec<u8> {
+        let mut bytes = [group.to_le_bytes(), element.to_le_bytes()].concat();
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    #[test]
+    fn the_transfer_syntax_is_read_as_the_dicom_crate_reads_it() {
+        // Found by fuzzing: a Transfer Syntax UID padded to 84 bytes was not read by the
+        // length check (it took at most 64), so the data set went unchecked; the crate
+        // trims the padding (NULs, spaces) and reads it.
+        let nuls = [&b"1.2.840.10008.1.2"[..], &[0; 67]].concat();
+        let spaces = [&b"1.2.840.10008.1.2"[..], &[b' '; 71]].concat();
+        for transfer_syntax in [nuls, spaces] {
+            let sane = [
+                implicit(0x0008, 0x0018, 6, b"1.2.3\0"),
+                implicit(0x0020, 0x000D, 4, b"1.2\0"),
+                implicit(0x0020, 0x000E, 6, b"1.2.4\0"),
+            ]
+            .concat();
+            let header = read_instance_header_from(
+                Cursor::new(part10(&transfer_syntax, &sane)),
+                Path::new("sane"),
+            )
+            .unwrap();
+            assert_eq!(header.sop_instance_uid, "1.2.3");
+
+            let huge = implicit(0x0008, 0x0018, 0xFFFF_FFF0, b"1.2.3");
+            let message = refused(&part10(&transfer_syntax, &huge));
+            assert!(
+                message.contains(
+                    "element (0008,0018) declares 4294967280 bytes, more than the 5 left"
+                ),
+                "{message}"
+            );
+        }
     }
 }

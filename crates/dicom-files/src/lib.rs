@@ -2,7 +2,9 @@
 //!
 //! - [`read_instance_header`]: the identifying attributes of one instance (SOP Instance,
 //!   Study and Series UIDs, Modality, InstanceNumber), read from the header only: parsing
-//!   stops before the pixel data, so a 500 MB instance costs a few kilobytes of reading.
+//!   stops before the pixel data, so a 500 MB instance costs a few kilobytes of reading, and
+//!   a value that declares more bytes than the file has is refused before the `dicom` crate
+//!   would allocate them. [`read_instance_header_from`] does the same with bytes in memory.
 //! - [`check_part10_prefix`] / [`is_part10`]: whether bytes or a file start like a DICOM
 //!   Part-10 file (128-byte preamble, then `DICM`).
 //! - [`LocalFolderSource`]: a [`dicom_series::ports::DicomSource`] over a local folder of
@@ -16,6 +18,6 @@ pub mod synthetic;
 
 pub use header::{
     DICM_MAGIC, HeaderError, InstanceHeader, PART10_PREFIX_LEN, PREAMBLE_LEN, check_part10_prefix,
-    is_part10, read_instance_header,
+    is_part10, read_instance_header, read_instance_header_from,
 };
 pub use local_folder::LocalFolderSource;

@@ -62,6 +62,8 @@ enum State {
     Preamble,
     /// Just after a delimiter: `--` (close) or padding and CRLF (a part follows).
     AfterDelimiter,
+    /// After a delimiter that is not the closing one: padding, then CRLF.
+    DelimiterPadding,
     /// In a part's header block (the buffer starts with the CRLF that ended the delimiter
     /// line).
     Headers,
@@ -136,10 +138,12 @@ impl MultipartParser {
                 "no boundary delimiter at all: the body is empty or not multipart with this boundary"
                     .to_string(),
             )),
-            State::AfterDelimiter if self.parts == 0 => Err(MultipartError::Truncated(
-                "the body ended after the first delimiter".to_string(),
-            )),
-            State::AfterDelimiter => Err(MultipartError::Truncated(format!(
+            State::AfterDelimiter | State::DelimiterPadding if self.parts == 0 => {
+                Err(MultipartError::Truncated(
+                    "the body ended after the first delimiter".to_string(),
+                ))
+            }
+            State::AfterDelimiter | State::DelimiterPadding => Err(MultipartError::Truncated(format!(
                 "the body ended after part {} without the closing delimiter",
                 self.parts
             ))),
@@ -185,6 +189,11 @@ impl MultipartParser {
                     self.buffer.clear();
                     return Ok(false);
                 }
+                // Not the closing delimiter, whatever follows (` --` is not `--`).
+                self.state = State::DelimiterPadding;
+                Ok(true)
+            }
+            State::DelimiterPadding => {
                 // Transport padding (spaces, tabs) may follow a delimiter.
                 match self.buffer.iter().position(|b| *b != b' ' && *b != b'\t') {
                     Some(at) => self.buffer.advance(at),
@@ -207,6 +216,9 @@ impl MultipartParser {
                 Ok(true)
             }
             State::Headers => match memchr::memmem::find(&self.buffer, b"\r\n\r\n") {
+                // The limit that applies while the block is incomplete (below): the block
+                // is refused whatever the chunks, not only when it arrives in small ones.
+                Some(at) if at + 3 > MAX_HEADER_BYTES => Err(self.headers_too_long()),
                 Some(at) => {
                     let block = if at >= 2 {
                         &self.buffer[2..at]
@@ -221,12 +233,7 @@ impl MultipartParser {
                     events.push(Event::Begin(headers));
                     Ok(true)
                 }
-                None if self.buffer.len() > MAX_HEADER_BYTES => {
-                    Err(MultipartError::Malformed(format!(
-                        "the headers of part {} are longer than {MAX_HEADER_BYTES} bytes",
-                        self.parts + 1
-                    )))
-                }
+                None if self.buffer.len() > MAX_HEADER_BYTES => Err(self.headers_too_long()),
                 None => Ok(false),
             },
             State::Body(Some(left)) => {
@@ -289,6 +296,13 @@ impl MultipartParser {
     fn emit(&mut self, len: usize, events: &mut Vec<Event>) {
         self.part_bytes += len as u64;
         events.push(Event::Data(self.buffer.split_to(len).freeze()));
+    }
+
+    fn headers_too_long(&self) -> MultipartError {
+        MultipartError::Malformed(format!(
+            "the headers of part {} are longer than {MAX_HEADER_BYTES} bytes",
+            self.parts + 1
+        ))
     }
 
     fn longer_than_announced(&self) -> MultipartError {
@@ -611,6 +625,52 @@ mod tests {
             parse(input.as_bytes(), 2),
             Err(MultipartError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn headers_over_the_limit_are_refused_however_the_body_is_chunked() {
+        // The parser keeps the CRLF that ended the delimiter line, then the header lines:
+        // a block is over the limit when, without the last byte of its blank line, it is
+        // longer than MAX_HEADER_BYTES (what a byte-at-a-time feed would hold).
+        let block = |filler: usize| {
+            let mut input = format!("--{BOUNDARY}\r\nX-Big: ").into_bytes();
+            input.extend(std::iter::repeat_n(b'a', filler));
+            input.extend_from_slice(format!("\r\n\r\nx\r\n--{BOUNDARY}--").as_bytes());
+            input
+        };
+        let at_limit = block(MAX_HEADER_BYTES - "\r\nX-Big: ".len() - 3);
+        let over = block(MAX_HEADER_BYTES - "\r\nX-Big: ".len() - 2);
+        for chunk in [1, 7, 4096, usize::MAX] {
+            let parts = parse(&at_limit, chunk).unwrap_or_else(|e| panic!("chunk {chunk}: {e}"));
+            assert_eq!(parts.len(), 1);
+            assert_eq!(parts[0].1, b"x");
+            match parse(&over, chunk) {
+                Err(MultipartError::Malformed(message)) => {
+                    assert!(message.contains("longer than"), "chunk {chunk}: {message}")
+                }
+                other => panic!("chunk {chunk}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn padding_then_dashes_is_not_the_closing_delimiter_at_any_split() {
+        // Found by fuzzing: fed whole, this was malformed; split after the padding, the
+        // parser forgot the padding and took `--` for the closing delimiter.
+        let input = format!("--{BOUNDARY}\r\n\r\nabc\r\n--{BOUNDARY} \t--\r\n");
+        let input = input.as_bytes();
+        for at in 0..=input.len() {
+            let mut parser = MultipartParser::new(BOUNDARY).unwrap();
+            let mut events = Vec::new();
+            let result = parser
+                .feed(&input[..at], &mut events)
+                .and_then(|()| parser.feed(&input[at..], &mut events))
+                .and_then(|()| parser.finish());
+            assert!(
+                matches!(result, Err(MultipartError::Malformed(_))),
+                "split at {at}: {result:?}"
+            );
+        }
     }
 
     #[test]
