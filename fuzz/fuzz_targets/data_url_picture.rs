@@ -1,5 +1,6 @@
-//! `DecodedPicture::from_data_url`: the `image` of `/inf`, a data URL from outside, its
-//! header and base64 checked and the picture decoded (png, jpeg, webp, tiff, bmp).
+//! `CheckedPicture::from_data_url` then `decode` and a crop: the `image` of `/inf`, a data
+//! URL from outside, its header, base64 and picture header checked, the picture decoded
+//! (png, jpeg, webp, tiff, bmp) and a crop of it encoded.
 //!
 //! The first byte chooses how the rest is used: as the whole data URL (its header, type
 //! and base64 are fuzzed), or as a picture's bytes, put in a data URL of one of the
@@ -8,7 +9,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use inference::{DecodedPicture, PictureLimits};
+use inference::{CheckedPicture, NormalizedBox, PictureLimits};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -34,12 +35,28 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         },
     };
-    if let Ok(picture) = DecodedPicture::from_data_url(&url, &LIMITS) {
-        let pixels = u64::from(picture.width()) * u64::from(picture.height());
-        assert!(
-            pixels <= LIMITS.max_pixels,
-            "{picture:?} decoded over the pixel limit"
+    let Ok(picture) = CheckedPicture::from_data_url(&url.into(), &LIMITS) else {
+        return;
+    };
+    assert!(
+        u64::from(picture.width) * u64::from(picture.height) <= LIMITS.max_pixels,
+        "{picture:?} passed its header check over the pixel limit"
+    );
+    assert_eq!(picture.sha256.len(), 64);
+    if let Ok(pixels) = picture.decode(&LIMITS) {
+        assert_eq!(
+            (pixels.width(), pixels.height()),
+            (picture.width, picture.height),
+            "the decoded picture is the size its header said"
         );
-        assert_eq!(picture.sha256.len(), 64);
+        let middle = NormalizedBox {
+            top_x: 0.25,
+            top_y: 0.25,
+            bottom_x: 0.75,
+            bottom_y: 0.75,
+        };
+        pixels
+            .crop_base64(&middle, Default::default())
+            .expect("a decoded picture's crop encodes");
     }
 });
