@@ -3,7 +3,7 @@
 //! checked against the limit, the body read into one buffer of that length, JSON parsed
 //! into a serde type with the failing field named.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 use actix_web::mime;
 use actix_web::{HttpRequest, web};
 use bytes::{Bytes, BytesMut};
@@ -28,9 +28,7 @@ pub fn declared_length(request: &HttpRequest, limit: usize) -> Result<Option<usi
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
     if length > limit {
-        return Err(too_large(format!(
-            "the body is {length} bytes, over the limit of {limit} bytes"
-        )));
+        return Err(ApiError::too_large(Some(length), limit));
     }
     Ok(Some(length))
 }
@@ -49,10 +47,7 @@ pub fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
     if json {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON, sent with Content-Type: application/json",
-        ))
+        Err(ApiError::not_json())
     }
 }
 
@@ -67,9 +62,7 @@ pub async fn read(
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(too_large(format!(
-                "the body is over the limit of {limit} bytes"
-            )));
+            return Err(ApiError::too_large(None, limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -94,10 +87,6 @@ pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError>
         .end()
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     Ok(value)
-}
-
-fn too_large(message: String) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
 }
 
 #[cfg(test)]

@@ -69,6 +69,23 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// 413: the body (of `length` bytes, when declared) is over `limit`.
+    pub fn too_large(length: Option<usize>, limit: usize) -> Self {
+        let message = match length {
+            Some(length) => format!("the body is {length} bytes, over the limit of {limit} bytes"),
+            None => format!("the body is over the limit of {limit} bytes"),
+        };
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    /// 415: the body is not declared as JSON.
+    pub fn not_json() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
@@ -328,18 +345,9 @@ impl From<SwitchError> for ApiError {
 pub fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let api = match &error {
-        E::OverflowKnownLength { length, limit } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is {length} bytes, over the limit of {limit} bytes"),
-        ),
-        E::Overflow { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over the limit of {limit} bytes"),
-        ),
-        E::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON, sent with Content-Type: application/json",
-        ),
+        E::OverflowKnownLength { length, limit } => ApiError::too_large(Some(*length), *limit),
+        E::Overflow { .. } => ApiError::too_large(None, limit),
+        E::ContentType => ApiError::not_json(),
         E::Deserialize(e) => ApiError::bad_request(format!("the body is not valid JSON: {e}")),
         other => ApiError::bad_request(format!("could not read the body: {other}")),
     };
