@@ -32,6 +32,10 @@ lint:
 fuzz SECONDS="10" *TARGETS:
     FUZZ_SECONDS={{SECONDS}} ./deploy/fuzz.sh {{TARGETS}}
 
+# schema-driven fuzzing of every route from /openapi.json (schemathesis), EXAMPLES per operation
+schemathesis EXAMPLES="30":
+    SCHEMATHESIS_EXAMPLES={{EXAMPLES}} ./deploy/schemathesis.sh
+
 # what CI runs: format check, lints, tests, a short fuzz run
 ci:
     ./.ci/run

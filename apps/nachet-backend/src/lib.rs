@@ -221,6 +221,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     let series =
         series_wiring::start(&settings.series, &settings.data_dir, store.clone(), address).await?;
     let series_data = series.api.clone();
+    let api_doc = http::ApiDoc::for_server(&series.service.ml_apps().model_types());
     let body_limit = settings.server.max_body_bytes;
     let inference_data = web::Data::from(inference.clone());
     let folders_data = web::Data::from(folders.clone());
@@ -244,12 +245,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 http::error::ApiError::bad_request(format!("the query is not valid: {e}")).into()
             }))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(body_limit)
-                    .error_handler(move |e, _| http::error::json_error(e, body_limit)),
-            )
-            .configure(http::routes)
+            .configure(|config| http::routes(config, api_doc.clone()))
             .app_data(fallback.clone())
             .default_service(web::to(
                 |request: actix_web::HttpRequest, routes: web::Data<http::fallback::Routes>| async move {

@@ -414,11 +414,17 @@ async fn the_admin_api_needs_its_token_and_a_failed_load_keeps_the_running_versi
         .http
         .post(format!("{}/api/admin/pipelines/reload", backend.url))
         .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
         .body("{\"versoin\": \"3.0.0\"}")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("`version`"),
+        "{body}"
+    );
 
     // Still the version that ran before the failures.
     let metadata = client.metadata().await;

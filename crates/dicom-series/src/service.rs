@@ -119,17 +119,19 @@ pub enum AddOrganizationError {
     Store(#[from] StoreError),
 }
 
-/// Body parts are free text from the frontend, passed on to the ML app.
+/// Body parts are free text from the frontend, passed on to the ML app: at most 64
+/// characters as sent, no control characters; blank is none.
 fn body_part(given: Option<&str>) -> Result<Option<String>, InvalidRequest> {
-    let Some(part) = given.map(str::trim).filter(|p| !p.is_empty()) else {
+    let Some(given) = given else {
         return Ok(None);
     };
-    if part.chars().count() > 64 || part.chars().any(char::is_control) {
+    if given.chars().count() > 64 || given.chars().any(char::is_control) {
         return Err(InvalidRequest(format!(
-            "bodyPart {part:?} is longer than 64 characters or has control characters"
+            "bodyPart {given:?} is longer than 64 characters or has control characters"
         )));
     }
-    Ok(Some(part.to_string()))
+    let part = given.trim();
+    Ok((!part.is_empty()).then(|| part.to_string()))
 }
 
 /// Series predictions: what the endpoints of contract 2.1 do.

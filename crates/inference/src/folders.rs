@@ -153,13 +153,7 @@ impl FolderService {
 
     /// `/create-dir`.
     pub async fn create(&self, caller: Uuid, name: &str) -> Result<Folder, FolderError> {
-        check_folder_name(name)?;
-        if name.trim() != name {
-            return Err(FolderError::Invalid {
-                field: "folder_name",
-                message: format!("\"{name}\" starts or ends with spaces"),
-            });
-        }
+        valid_folder_name(name)?;
         match self
             .folders
             .create_folder(caller, &caller.to_string(), name)
@@ -249,7 +243,7 @@ impl FolderService {
         folder_name: &str,
         expected: u32,
     ) -> Result<Uuid, FolderError> {
-        check_folder_name(folder_name)?;
+        valid_folder_name(folder_name)?;
         if expected == 0 {
             return Err(FolderError::Invalid {
                 field: "nb_pictures",
@@ -453,14 +447,37 @@ impl FolderService {
     }
 }
 
-/// A folder name is one line of printable text, 255 bytes at most (the rule of a blob key's
-/// segment, although keys hold folder ids since 2026-12-01).
-fn check_folder_name(name: &str) -> Result<(), FolderError> {
-    BlobKey::check_segment(name).map_err(|message| FolderError::Invalid {
+/// A folder name is one line of printable text of 1 to 255 characters, without `/` or `\`
+/// (it reads like a path), that neither starts nor ends with a space. It is only ever shown, never part of a blob key (keys hold the
+/// folder's id).
+pub fn check_folder_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.chars().count() > MAX_FOLDER_NAME_CHARS {
+        return Err(format!("is longer than {MAX_FOLDER_NAME_CHARS} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || *c == '/' || *c == '\\')
+    {
+        return Err(format!("may not contain {c:?}"));
+    }
+    if name.trim() != name {
+        return Err(format!("\"{name}\" starts or ends with spaces"));
+    }
+    Ok(())
+}
+
+fn valid_folder_name(name: &str) -> Result<(), FolderError> {
+    check_folder_name(name).map_err(|message| FolderError::Invalid {
         field: "folder_name",
         message,
     })
 }
+
+/// The longest folder name, in characters.
+pub const MAX_FOLDER_NAME_CHARS: usize = 255;
 
 fn data_url(content_type: &str, bytes: &[u8]) -> String {
     format!("data:{content_type};base64,{}", BASE64.encode(bytes))

@@ -531,13 +531,11 @@ fn check_request(request: &InferenceRequest) -> Result<(), InferError> {
     if request.image_dims.contains(&0) {
         return invalid("imageDims", "width and height must be positive".into());
     }
-    for (field, value) in [
-        ("folder_name", &request.folder_name),
-        ("container_name", &request.container_name),
-    ] {
-        if let Err(message) = BlobKey::check_segment(value) {
-            return invalid(field, message);
-        }
+    if let Err(message) = crate::folders::check_folder_name(&request.folder_name) {
+        return invalid("folder_name", message);
+    }
+    if let Err(message) = BlobKey::check_segment(&request.container_name) {
+        return invalid("container_name", message);
     }
     Ok(())
 }

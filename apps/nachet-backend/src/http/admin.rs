@@ -20,6 +20,7 @@ use dicom_series::ports::DicomCredentials;
 use dicom_series::{basic_credentials, bearer_credentials, credentials_kind};
 
 use super::auth::{bearer_token, same_secret};
+use super::body;
 use super::error::ApiError;
 use super::series::SeriesApi;
 use crate::catalogue::{Catalogues, SwitchError};
@@ -203,14 +204,8 @@ pub async fn reload(
     // The token first: nothing about the body is told to a caller without it.
     _admin: Admin,
     api: web::Data<AdminApi>,
-    body: web::Bytes,
+    body: body::Json<ReloadBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: ReloadBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be {{\"version\": \"MAJOR.MINOR.PATCH\"}}: {e}"),
-        )
-    })?;
     let previous = api.catalogues.registry().current();
     let set = api.catalogues.switch(body.version.trim()).await?;
     Ok(HttpResponse::Ok().json(ReloadedBody {
@@ -224,22 +219,40 @@ pub async fn reload(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrganizationBody {
-    #[schema(min_length = 1)]
+    /// Not blank, no control characters, not a UUID (requests name an organization by id
+    /// or by name).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
     /// The DICOMweb root (`https://pacs.example.org/dicom-web`), or a folder path for the
     /// local-folder source.
-    #[schema(min_length = 1)]
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(https?://[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000/]|/)[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     dicomweb_root: String,
     #[serde(default)]
     credentials: Option<CredentialsBody>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum CredentialsBody {
     None,
-    Basic { username: String, password: String },
-    Bearer { token: String },
+    Basic {
+        #[schema(min_length = 1, pattern = "^[^:]*$")]
+        username: String,
+        #[schema(min_length = 1)]
+        password: String,
+    },
+    Bearer {
+        #[schema(
+            pattern = r"^[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+        )]
+        token: String,
+    },
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -268,10 +281,9 @@ pub async fn add_organization(
     // The token first: nothing about the body is told to a caller without it.
     _admin: Admin,
     api: web::Data<SeriesApi>,
-    body: web::Bytes,
+    body: body::Json<OrganizationBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: OrganizationBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not an organization: {e}")))?;
+    let body = body.into_inner();
     let credentials = match body.credentials {
         None | Some(CredentialsBody::None) => DicomCredentials::None,
         Some(CredentialsBody::Basic { username, password }) => {

@@ -30,16 +30,54 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config.service(own_dataset).service(whole_dataset);
 }
 
+/// Which verified pictures: `GET /dataset` (the caller's own).
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct DatasetQuery {
-    /// Pictures taken at or after this time (RFC 3339, or a date: midnight UTC).
+    /// Pictures taken at or after this time (RFC 3339, or a date: midnight UTC; empty: no bound).
+    #[param(schema_with = time_or_date)]
     from: Option<String>,
-    /// Pictures taken before this time (RFC 3339, or a date: midnight UTC).
+    /// Pictures taken before this time (RFC 3339, or a date: midnight UTC; empty: no bound).
+    #[param(schema_with = time_or_date)]
     to: Option<String>,
     /// One folder (its `picture_set_id`).
     folder: Option<Uuid>,
-    /// One user, by email (the admin export only).
+}
+
+/// Which verified pictures: `GET /api/admin/dataset` (everyone's, or one user's).
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WholeDatasetQuery {
+    /// Pictures taken at or after this time (RFC 3339, or a date: midnight UTC; empty: no bound).
+    #[param(schema_with = time_or_date)]
+    from: Option<String>,
+    /// Pictures taken before this time (RFC 3339, or a date: midnight UTC; empty: no bound).
+    #[param(schema_with = time_or_date)]
+    to: Option<String>,
+    /// One folder (its `picture_set_id`).
+    folder: Option<Uuid>,
+    /// One user, by email.
     user: Option<String>,
+}
+
+/// A bound as the query takes it: an RFC 3339 time, a date, or empty.
+fn time_or_date() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    AnyOfBuilder::new()
+        .item(string(KnownFormat::DateTime))
+        .item(string(KnownFormat::Date))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(0)),
+        )
+        .build()
+        .into()
 }
 
 /// The caller's verified pictures and their COCO annotations, as a ZIP.
@@ -57,18 +95,14 @@ pub async fn own_dataset(
     caller: Caller,
     query: web::Query<DatasetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if query.user.is_some() {
-        return Err(ApiError::bad_request(
-            "user: your export is your own pictures; everyone's is /api/admin/dataset",
-        ));
-    }
-    let filter = filter(&query, Some(caller.id))?;
+    let query = query.into_inner();
+    let filter = filter(Some(caller.id), query.folder, query.from, query.to)?;
     Ok(stream_export(dataset.into_inner(), filter))
 }
 
 /// Everyone's verified pictures (or one user's) and their COCO annotations, as a ZIP.
 #[utoipa::path(
-    params(DatasetQuery),
+    params(WholeDatasetQuery),
     responses(
         (status = 200, content_type = "application/zip", description = "annotations.json (COCO), then images/"),
         (status = 400, body = ErrorBody, description = "A date that does not parse"),
@@ -82,33 +116,34 @@ pub async fn whole_dataset(
     _admin: Admin,
     dataset: web::Data<DatasetService>,
     users: web::Data<InferenceService>,
-    query: web::Query<DatasetQuery>,
+    query: web::Query<WholeDatasetQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
     let user_id = match &query.user {
         Some(email) => Some(users.existing_user(email).await?),
         None => None,
     };
-    let filter = filter(&query, user_id)?;
+    let filter = filter(user_id, query.folder, query.from, query.to)?;
     Ok(stream_export(dataset.into_inner(), filter))
 }
 
-fn filter(query: &DatasetQuery, user_id: Option<Uuid>) -> Result<DatasetFilter, ApiError> {
+fn filter(
+    user_id: Option<Uuid>,
+    folder_id: Option<Uuid>,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<DatasetFilter, ApiError> {
+    // An empty bound (a form's empty field) is no bound.
+    let bound = |field: &str, text: Option<String>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(|t| time(field, &t))
+            .transpose()
+    };
     Ok(DatasetFilter {
         user_id,
-        folder_id: query.folder,
-        // An empty bound (a form's empty field) is no bound.
-        from: query
-            .from
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| time("from", t))
-            .transpose()?,
-        to: query
-            .to
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| time("to", t))
-            .transpose()?,
+        folder_id,
+        from: bound("from", from)?,
+        to: bound("to", to)?,
     })
 }
 

@@ -341,19 +341,6 @@ impl From<SwitchError> for ApiError {
     }
 }
 
-/// Body errors of actix's JSON extractor (too large, not JSON, wrong content type).
-pub fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as E;
-    let api = match &error {
-        E::OverflowKnownLength { length, limit } => ApiError::too_large(Some(*length), *limit),
-        E::Overflow { .. } => ApiError::too_large(None, limit),
-        E::ContentType => ApiError::not_json(),
-        E::Deserialize(e) => ApiError::bad_request(format!("the body is not valid JSON: {e}")),
-        other => ApiError::bad_request(format!("could not read the body: {other}")),
-    };
-    api.into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

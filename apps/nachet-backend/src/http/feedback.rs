@@ -8,6 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::body;
 use super::caller::Caller;
 use super::error::{ApiError, ErrorBody};
 
@@ -86,7 +87,7 @@ pub struct CornersBody {
 pub async fn feedback_positive(
     feedback: web::Data<FeedbackService>,
     caller: Caller,
-    body: web::Json<PositiveBody>,
+    body: body::Json<PositiveBody>,
 ) -> Result<web::Json<InferenceResponse>, ApiError> {
     let body = body.into_inner();
     caller.check_named("userId", &body.user_id)?;
@@ -121,7 +122,7 @@ pub async fn feedback_positive(
 pub async fn feedback_negative(
     feedback: web::Data<FeedbackService>,
     caller: Caller,
-    body: web::Json<NegativeBody>,
+    body: body::Json<NegativeBody>,
 ) -> Result<web::Json<InferenceResponse>, ApiError> {
     let body = body.into_inner();
     caller.check_named("userId", &body.user_id)?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::body::{self, WholeU32};
 use super::caller::Caller;
 use super::error::{ApiError, ErrorBody};
 
@@ -65,7 +66,7 @@ pub struct PictureSummaryBody {
 pub async fn get_directories(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<ContainerBody>,
+    body: body::Json<ContainerBody>,
 ) -> Result<web::Json<DirectoriesBody>, ApiError> {
     caller.check_named("container_name", &body.container_name)?;
     let list = folders.list(caller.id).await?;
@@ -90,11 +91,25 @@ pub async fn get_directories(
     }))
 }
 
+/// A folder name as the schema says it (the rule is `inference::folders::check_folder_name`):
+/// 1 to 255 characters, no control characters, `/` or `\`, no white space at either end (Rust's white
+/// space, spelled out: a pattern's `\s` differs between regex dialects).
+pub(super) fn folder_name() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(inference::folders::MAX_FOLDER_NAME_CHARS))
+        .pattern(Some(r"^[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f/\\]([^\x00-\x1f\x7f-\x9f/\\]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f/\\])?$"))
+        .build()
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct CreateDirBody {
     #[schema(format = Uuid)]
     container_name: String,
-    /// The new folder's name.
+    /// The new folder's name: one line of text, no spaces at either end.
+    #[schema(schema_with = folder_name)]
     folder_name: String,
 }
 
@@ -119,7 +134,7 @@ pub struct CreatedFolderBody {
 pub async fn create_dir(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<CreateDirBody>,
+    body: body::Json<CreateDirBody>,
 ) -> Result<web::Json<CreatedFolderBody>, ApiError> {
     caller.check_named("container_name", &body.container_name)?;
     let folder = folders.create(caller.id, &body.folder_name).await?;
@@ -154,7 +169,7 @@ pub struct DelBody {
 pub async fn del(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<DelBody>,
+    body: body::Json<DelBody>,
 ) -> Result<web::Json<bool>, ApiError> {
     caller.check_named("container_name", &body.container_name)?;
     let folder_id = folder_id("folder_name", &body.folder_name)?;
@@ -188,7 +203,7 @@ pub struct FolderUuidBody {
 pub async fn delete_request(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<FolderUuidBody>,
+    body: body::Json<FolderUuidBody>,
 ) -> Result<web::Json<bool>, ApiError> {
     caller.check_named("container_name", &body.container_name)?;
     let folder_id = folder_id("folder_uuid", &body.folder_uuid)?;
@@ -213,7 +228,7 @@ pub async fn delete_request(
 pub async fn delete_permanently(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<FolderUuidBody>,
+    body: body::Json<FolderUuidBody>,
 ) -> Result<web::Json<bool>, ApiError> {
     delete_folder(&folders, &caller, &body, DeletionMode::Permanently).await
 }
@@ -235,7 +250,7 @@ pub async fn delete_permanently(
 pub async fn delete_with_archive(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<FolderUuidBody>,
+    body: body::Json<FolderUuidBody>,
 ) -> Result<web::Json<bool>, ApiError> {
     delete_folder(&folders, &caller, &body, DeletionMode::Archive).await
 }
@@ -283,7 +298,7 @@ pub struct PictureBody {
 pub async fn get_picture(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<GetPictureBody>,
+    body: body::Json<GetPictureBody>,
 ) -> Result<web::Json<PictureBody>, ApiError> {
     caller.check_named("container_name", &body.container_name)?;
     let picture_id = Uuid::parse_str(body.picture_id.trim()).map_err(|_| {
@@ -315,9 +330,11 @@ pub struct NewBatchImportBody {
     #[schema(format = Uuid)]
     container_name: String,
     /// The folder the pictures go into (created when missing).
+    #[schema(schema_with = folder_name)]
     folder_name: String,
     /// How many pictures the batch will send (> 0).
-    nb_pictures: u32,
+    #[schema(value_type = u32, minimum = 1)]
+    nb_pictures: WholeU32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -339,12 +356,12 @@ pub struct BatchImportBody {
 pub async fn new_batch_import(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<NewBatchImportBody>,
+    body: body::Json<NewBatchImportBody>,
 ) -> Result<web::Json<BatchImportBody>, ApiError> {
     caller.check_named("user_id", &body.user_id)?;
     caller.check_named("container_name", &body.container_name)?;
     let session_id = folders
-        .open_import(caller.id, &body.folder_name, body.nb_pictures)
+        .open_import(caller.id, &body.folder_name, body.nb_pictures.0)
         .await?;
     Ok(web::Json(BatchImportBody { session_id }))
 }
@@ -384,6 +401,7 @@ pub struct UploadPictureBody {
     nb_seeds: NumberOrText,
     session_id: String,
     /// `data:image/<type>;base64,<data>`.
+    #[schema(pattern = "^data:image/[A-Za-z0-9.+-]+;base64,")]
     image: String,
 }
 
@@ -403,7 +421,7 @@ pub struct UploadPictureBody {
 pub async fn upload_picture(
     folders: web::Data<FolderService>,
     caller: Caller,
-    body: web::Json<UploadPictureBody>,
+    body: body::Json<UploadPictureBody>,
 ) -> Result<web::Json<bool>, ApiError> {
     let body = body.into_inner();
     caller.check_named("user_id", &body.user_id)?;

@@ -10,7 +10,7 @@ pub mod disconnect;
 pub mod error;
 pub mod fallback;
 mod feedback;
-mod folders;
+pub(crate) mod folders;
 pub mod identity;
 mod openapi;
 mod seeds;
@@ -20,13 +20,14 @@ use actix_web::web;
 
 pub use openapi::ApiDoc;
 
-/// Every route of the API. Each area registers its own routes here.
-pub fn routes(config: &mut web::ServiceConfig) {
+/// Every route of the API. Each area registers its own routes here; `api_doc` is this
+/// server's OpenAPI document ([`ApiDoc::for_server`]).
+pub fn routes(config: &mut web::ServiceConfig, api_doc: utoipa::openapi::OpenApi) {
     seeds::routes(config);
     folders::routes(config);
     feedback::routes(config);
     dataset::routes(config);
     series::routes(config);
     admin::routes(config);
-    openapi::routes(config);
+    openapi::routes(config, api_doc);
 }

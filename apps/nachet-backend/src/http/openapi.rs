@@ -111,6 +111,31 @@ impl utoipa::Modify for BodyRefusals {
     }
 }
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
+impl ApiDoc {
+    /// The document of this server: the generated one, with what only its settings know
+    /// (the model types a prediction may name).
+    pub fn for_server(model_types: &[String]) -> utoipa::openapi::OpenApi {
+        use utoipa::openapi::{RefOr, Schema};
+        let mut doc = Self::openapi();
+        let property = doc
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("PredictBody"))
+            .and_then(|body| match body {
+                RefOr::T(Schema::Object(body)) => body.properties.get_mut("modelType"),
+                _ => None,
+            });
+        match property {
+            Some(RefOr::T(Schema::Object(model_type))) => {
+                model_type.enum_values =
+                    Some(model_types.iter().map(|t| t.as_str().into()).collect());
+            }
+            _ => unreachable!("PredictBody has a modelType string"),
+        }
+        doc
+    }
+}
+
+pub fn routes(config: &mut web::ServiceConfig, api_doc: utoipa::openapi::OpenApi) {
+    config.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", api_doc));
 }

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::body::{self, BodyLimit};
+use super::body::{self, BodyLimit, WholeU32};
 use super::caller::Caller;
 use super::disconnect;
 use super::error::{ApiError, ErrorBody};
+use super::folders::folder_name;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -105,7 +106,7 @@ pub struct UserIdBody {
 #[post("/get-user-id")]
 pub async fn get_user_id(
     caller: Caller,
-    body: web::Json<EmailBody>,
+    body: body::Json<EmailBody>,
 ) -> Result<web::Json<UserIdBody>, ApiError> {
     if let Some(email) = body.into_inner().email.filter(|e| !e.trim().is_empty())
         && !email.trim().eq_ignore_ascii_case(&caller.email)
@@ -165,10 +166,10 @@ pub struct InfBody<'a> {
     image: Option<Cow<'a, str>>,
     /// `[width, height]` in pixels, as a browser measures the picture.
     #[serde(rename = "imageDims")]
-    #[schema(value_type = Vec<u32>, required = true, nullable = false, min_items = 2, max_items = 2)]
-    image_dims: Option<Vec<u32>>,
+    #[schema(schema_with = image_dims, required = true)]
+    image_dims: Option<Vec<WholeU32>>,
     /// A folder's name (created when missing) or its `picture_set_id`.
-    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
+    #[schema(schema_with = folder_name, required = true)]
     folder_name: Option<String>,
     /// The caller's user id.
     #[schema(value_type = Uuid, required = true, nullable = false)]
@@ -181,12 +182,28 @@ pub struct InfBody<'a> {
     #[schema(value_type = Option<Uuid>, nullable = false)]
     user_id_camel: Option<String>,
     /// The SHA-256 (hex) that `/image-validation` gave for this picture.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     validator: Option<String>,
     /// Boxes overlapping by more than this share of the smaller one are flagged. Default 0.5.
     #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     area_ratio: Option<f64>,
     /// Default `hex`.
     color_format: Option<ColorFormatBody>,
+}
+
+/// `imageDims`: two whole numbers from 1.
+fn image_dims() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(u32::MAX)),
+        )
+        .min_items(Some(2))
+        .max_items(Some(2))
+        .build()
 }
 
 #[derive(Deserialize, ToSchema, Clone, Copy)]
@@ -286,8 +303,9 @@ fn inference_request(body: &Bytes, caller: &Caller) -> Result<InferenceRequest, 
             caller.check_named(key, named)?;
         }
     }
-    let image_dims = <[u32; 2]>::try_from(dims)
+    let image_dims = <[WholeU32; 2]>::try_from(dims)
         .ok()
+        .map(|[width, height]| [width.0, height.0])
         .filter(|d| d.iter().all(|&n| n > 0))
         .ok_or_else(|| {
             ApiError::bad_request("imageDims: expected [width, height], two positive integers")
@@ -316,6 +334,7 @@ fn inference_request(body: &Bytes, caller: &Caller) -> Result<InferenceRequest, 
 #[derive(Deserialize, ToSchema)]
 pub struct ImageBody {
     /// `data:image/<type>;base64,<data>`, as `/inf` takes it.
+    #[schema(pattern = "^data:image/[A-Za-z0-9.+-]+;base64,")]
     image: String,
 }
 
@@ -334,7 +353,7 @@ pub struct ImageBody {
 pub async fn image_validation(
     service: web::Data<InferenceService>,
     _caller: Caller,
-    body: web::Json<ImageBody>,
+    body: body::Json<ImageBody>,
 ) -> Result<web::Json<[String; 1]>, ApiError> {
     let sha256 = service.image_sha256(body.into_inner().image.into()).await?;
     Ok(web::Json([sha256]))

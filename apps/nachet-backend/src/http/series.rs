@@ -21,6 +21,7 @@ use dicom_series::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::{bearer_token, same_secret};
+use super::body;
 use super::error::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -87,7 +88,9 @@ pub struct PredictBody {
     model_type: String,
     #[serde(default)]
     predict_again: bool,
+    /// Free text passed on to the ML app: at most 64 characters, no control characters.
     #[serde(default)]
+    #[schema(max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     body_part: Option<String>,
 }
 
@@ -190,7 +193,7 @@ impl From<Series> for SeriesView {
 #[post("/api/studies/series/predict")]
 pub async fn predict(
     api: web::Data<SeriesApi>,
-    body: web::Json<PredictBody>,
+    body: body::Json<PredictBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let outcome = api
