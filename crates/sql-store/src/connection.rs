@@ -24,6 +24,8 @@ const SQLITE_FILE_CONNECTIONS: u32 = 4;
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     db: DatabaseConnection,
+    /// The URL of a SQLite file: its migrations run on a connection of their own.
+    sqlite_file: Option<String>,
 }
 
 impl SqlStore {
@@ -34,6 +36,16 @@ impl SqlStore {
     /// An in-memory SQLite database lives in one connection that is never closed, so every
     /// query of this store sees the same database.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+        let db = Database::connect(Self::options(url))
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
+        tracing::debug!(url = %redact(url), backend = ?db.get_database_backend(), "connected to the database");
+        let sqlite_file = (DbBackend::Sqlite.is_prefix_of(url) && !is_sqlite_in_memory(url))
+            .then(|| url.to_owned());
+        Ok(SqlStore { db, sqlite_file })
+    }
+
+    fn options(url: &str) -> ConnectOptions {
         let mut options = ConnectOptions::new(url);
         options.sqlx_logging(false);
         if DbBackend::Sqlite.is_prefix_of(url) {
@@ -58,18 +70,31 @@ impl SqlStore {
                 options.max_connections(SQLITE_FILE_CONNECTIONS);
             }
         }
-        let db = Database::connect(options)
-            .await
-            .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
-        tracing::debug!(url = %redact(url), backend = ?db.get_database_backend(), "connected to the database");
-        Ok(SqlStore { db })
+        options
     }
 
     /// Applies the migrations not yet applied; applying them again is a no-op.
+    ///
+    /// On a SQLite file they run on a connection of their own, closed after: a pooled
+    /// connection that read during the migrations could keep a snapshot of the schema from
+    /// before them (seen: "ON CONFLICT clause does not match any ... UNIQUE constraint" on
+    /// the first insert after migrating a fresh file, about one run in seven).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None)
-            .await
-            .map_err(|e| StoreError::Database(format!("migrating the database: {e}")))
+        let failed =
+            |e: sea_orm::DbErr| StoreError::Database(format!("migrating the database: {e}"));
+        match &self.sqlite_file {
+            None => Migrator::up(&self.db, None).await.map_err(failed),
+            Some(url) => {
+                let mut options = Self::options(url);
+                options.max_connections(1);
+                let own = Database::connect(options).await.map_err(|e| {
+                    StoreError::Database(format!("cannot connect to {}: {e}", redact(url)))
+                })?;
+                let migrated = Migrator::up(&own, None).await.map_err(failed);
+                let _ = own.close().await;
+                migrated
+            }
+        }
     }
 
     /// The connection pool, for other adapters of this crate.
