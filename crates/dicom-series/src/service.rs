@@ -54,11 +54,10 @@ pub struct PredictOutcome {
 pub enum PredictError {
     #[error("{0}")]
     Invalid(#[from] InvalidRequest),
-    #[error(
-        "unknown organization {given:?}; the organizations are: {}",
-        list(known)
-    )]
-    UnknownOrganization { given: String, known: Vec<String> },
+    /// No organization of that name or id. The answer never lists the others: they are
+    /// other people's.
+    #[error("unknown organization {given:?}")]
+    UnknownOrganization { given: String },
     #[error("unknown model type {given:?}; the model types are: {}", list(known))]
     UnknownModelType { given: String, known: Vec<String> },
     /// The series is recorded, but its run could not be queued; the reason is on the
@@ -283,7 +282,6 @@ impl PredictionService {
             Some(organization) => Ok(organization),
             None => Err(PredictError::UnknownOrganization {
                 given: given.to_string(),
-                known: self.organizations.organization_names().await?,
             }),
         }
     }

@@ -263,9 +263,7 @@ impl From<PredictError> for ApiError {
         let message = error.to_string();
         match error {
             PredictError::Invalid(_) => Self::bad_request(message),
-            PredictError::UnknownOrganization { known, .. } => {
-                Self::new(StatusCode::NOT_FOUND, message).with_list("known", known)
-            }
+            PredictError::UnknownOrganization { .. } => Self::new(StatusCode::NOT_FOUND, message),
             PredictError::UnknownModelType { known, .. } => {
                 Self::new(StatusCode::BAD_REQUEST, message).with_list("known", known)
             }

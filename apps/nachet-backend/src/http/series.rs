@@ -311,7 +311,7 @@ mod tests {
     use dicom_series::PredictError;
 
     #[test]
-    fn unknown_names_answer_with_the_ones_that_exist() {
+    fn an_unknown_model_type_lists_the_known_ones_an_unknown_organization_does_not() {
         let error = ApiError::from(PredictError::UnknownModelType {
             given: "x".into(),
             known: vec!["a".into(), "b".into()],
@@ -321,10 +321,8 @@ mod tests {
             error.list,
             Some(("known", vec!["a".to_string(), "b".to_string()]))
         );
-        let error = ApiError::from(PredictError::UnknownOrganization {
-            given: "x".into(),
-            known: vec![],
-        });
+        let error = ApiError::from(PredictError::UnknownOrganization { given: "x".into() });
         assert_eq!(error.status, StatusCode::NOT_FOUND);
+        assert_eq!(error.list, None, "other organizations are never named");
     }
 }
