@@ -208,6 +208,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
              set identity.mode to vouch or header before anyone else can reach the backend"
         );
     }
+    let series_access = web::Data::new(
+        http::series_access::SeriesAccess::new(&settings.series.access)
+            .map_err(|e| anyhow::anyhow!("invalid settings series.access: {e}"))?,
+    );
+    if let Some(user) = series_access.development_user() {
+        tracing::warn!(
+            %user,
+            "series.access.mode is development: the radiologist's routes take no token, every \
+             caller is this user, a member of every organization; set \
+             series.access.mode to jwt before anyone else can reach the backend"
+        );
+    }
     let cors = http::cors::CorsPolicy::new(&settings.cors.allowed_origins)?;
 
     let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -242,6 +254,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
             .app_data(admin_data.clone())
             .app_data(admin_token.clone())
             .app_data(series_data.clone())
+            .app_data(series_access.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 http::error::ApiError::bad_request(format!("the query is not valid: {e}")).into()
             }))

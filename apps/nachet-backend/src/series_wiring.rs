@@ -23,12 +23,13 @@ use anyhow::Context;
 use async_trait::async_trait;
 use dicom_files::LocalFolderSource;
 use dicom_series::ports::{
-    DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing, MlAppEndpoint,
-    RetrievedInstance, SeriesKey,
+    DicomCredentials, DicomSearch, DicomServer, DicomSource, FetchError, InstanceListing,
+    MlAppEndpoint, RetrievedInstance, SeriesKey, SeriesListing, StudyListing,
 };
 use dicom_series::{
     JobWorker, MlAppDirectory, MlAppRoute, Organization, OrganizationRepository, PredictionService,
-    RetryPolicy, ScratchDir, ScratchError, ScratchSpace, SystemClock, WorkerPorts, WorkerSettings,
+    RetryPolicy, ScratchDir, ScratchError, ScratchSpace, StudyService, SystemClock, WorkerPorts,
+    WorkerSettings,
 };
 use dicomweb::{DicomWebOptions, DicomWebSource};
 use ml_app_http::{HttpMlApp, HttpMlAppOptions};
@@ -39,6 +40,7 @@ use sql_store::SqlStore;
 use tokio::sync::{Notify, watch};
 
 use crate::http::series::SeriesApi;
+use crate::http::series_access::SeriesAccessSettings;
 
 /// `[series]` of the configuration. Every key has a default (see [`Default`]).
 #[derive(Clone, Debug, Deserialize)]
@@ -66,6 +68,8 @@ pub struct SeriesSettings {
     /// Longest silence of a DICOM server in the middle of an answer.
     pub dicomweb_read_timeout_seconds: u64,
     pub ml_app: MlAppSettings,
+    /// Who may call the radiologist's routes (`http::series_access`).
+    pub access: SeriesAccessSettings,
 }
 
 impl Default for SeriesSettings {
@@ -83,6 +87,7 @@ impl Default for SeriesSettings {
             dicomweb_connect_timeout_seconds: 10,
             dicomweb_read_timeout_seconds: 60,
             ml_app: MlAppSettings::default(),
+            access: SeriesAccessSettings::default(),
         }
     }
 }
@@ -279,14 +284,16 @@ pub async fn start(
         ..DicomWebOptions::default()
     })
     .context("cannot build the DICOMweb client")?;
+    let source = Arc::new(RoutingSource {
+        dicomweb,
+        folder: LocalFolderSource::new(),
+    });
+    let studies = StudyService::new(store.clone(), store.clone(), source.clone());
     let ports = WorkerPorts {
         organizations: store.clone(),
         series: store.clone(),
         queue: store.clone(),
-        source: Arc::new(RoutingSource {
-            dicomweb,
-            folder: LocalFolderSource::new(),
-        }),
+        source,
         archiver: Arc::new(series_zip::ZipArchiver::new()),
         ml_app: Arc::new(
             HttpMlApp::new(HttpMlAppOptions::default())
@@ -329,6 +336,7 @@ pub async fn start(
 
     let api = web::Data::new(SeriesApi::new(
         service.clone(),
+        studies,
         vec![(ml.name.clone(), callback_token)],
     ));
     Ok(SeriesRuntime {
@@ -384,12 +392,47 @@ struct RoutingSource {
 }
 
 impl RoutingSource {
+    fn is_dicomweb(server: &DicomServer) -> bool {
+        server.root.starts_with("http://") || server.root.starts_with("https://")
+    }
+
     fn pick(&self, server: &DicomServer) -> &dyn DicomSource {
-        if server.root.starts_with("http://") || server.root.starts_with("https://") {
+        if Self::is_dicomweb(server) {
             &self.dicomweb
         } else {
             &self.folder
         }
+    }
+
+    fn pick_search(&self, server: &DicomServer) -> &dyn DicomSearch {
+        if Self::is_dicomweb(server) {
+            &self.dicomweb
+        } else {
+            &self.folder
+        }
+    }
+}
+
+#[async_trait]
+impl DicomSearch for RoutingSource {
+    async fn search_studies(
+        &self,
+        server: &DicomServer,
+        patient_id: &str,
+    ) -> Result<Vec<StudyListing>, FetchError> {
+        self.pick_search(server)
+            .search_studies(server, patient_id)
+            .await
+    }
+
+    async fn search_series(
+        &self,
+        server: &DicomServer,
+        study_instance_uid: &str,
+    ) -> Result<Vec<SeriesListing>, FetchError> {
+        self.pick_search(server)
+            .search_series(server, study_instance_uid)
+            .await
     }
 }
 

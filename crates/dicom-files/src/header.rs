@@ -37,6 +37,22 @@ pub struct InstanceHeader {
     pub modality: Option<String>,
     /// Instance Number (0020,0013); `None` when absent, empty or not an integer.
     pub instance_number: Option<i64>,
+    /// What a search shows of the instance's patient, study and series.
+    pub described: Described,
+}
+
+/// Descriptive attributes, each `None` when absent or empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Described {
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub study_date: Option<String>,
+    pub study_description: Option<String>,
+    pub accession_number: Option<String>,
+    pub series_number: Option<i64>,
+    pub series_description: Option<String>,
+    pub series_date: Option<String>,
+    pub body_part: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -302,12 +318,24 @@ pub(crate) fn header_of(
         }
         parsed
     });
+    let described = Described {
+        patient_id: text(object, tags::PATIENT_ID),
+        patient_name: text(object, tags::PATIENT_NAME),
+        study_date: text(object, tags::STUDY_DATE),
+        study_description: text(object, tags::STUDY_DESCRIPTION),
+        accession_number: text(object, tags::ACCESSION_NUMBER),
+        series_number: text(object, tags::SERIES_NUMBER).and_then(|n| n.parse().ok()),
+        series_description: text(object, tags::SERIES_DESCRIPTION),
+        series_date: text(object, tags::SERIES_DATE),
+        body_part: text(object, tags::BODY_PART_EXAMINED),
+    };
     Ok(InstanceHeader {
         sop_instance_uid,
         study_instance_uid,
         series_instance_uid,
         modality,
         instance_number,
+        described,
     })
 }
 

@@ -14,10 +14,11 @@
 
 mod header;
 mod local_folder;
+mod search;
 pub mod synthetic;
 
 pub use header::{
-    DICM_MAGIC, HeaderError, InstanceHeader, PART10_PREFIX_LEN, PREAMBLE_LEN, check_part10_prefix,
-    is_part10, read_instance_header, read_instance_header_from,
+    DICM_MAGIC, Described, HeaderError, InstanceHeader, PART10_PREFIX_LEN, PREAMBLE_LEN,
+    check_part10_prefix, is_part10, read_instance_header, read_instance_header_from,
 };
 pub use local_folder::LocalFolderSource;

@@ -68,7 +68,7 @@ impl DicomSource for LocalFolderSource {
     }
 }
 
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
 ) -> Result<T, FetchError> {
     tokio::task::spawn_blocking(work)
@@ -78,6 +78,17 @@ async fn run_blocking<T: Send + 'static>(
 
 /// The Part-10 files under `root` that belong to `series`, sorted by path.
 fn scan(root: &Path, series: &SeriesKey) -> Result<Vec<(PathBuf, InstanceHeader)>, FetchError> {
+    scan_where(root, |header| {
+        header.study_instance_uid == series.study_instance_uid
+            && header.series_instance_uid == series.series_instance_uid
+    })
+}
+
+/// The Part-10 files under `root` whose header `keep` accepts, sorted by path.
+pub(crate) fn scan_where(
+    root: &Path,
+    keep: impl Fn(&InstanceHeader) -> bool,
+) -> Result<Vec<(PathBuf, InstanceHeader)>, FetchError> {
     if !root.is_dir() {
         return Err(FetchError::Permanent(format!(
             "the local DICOM folder {} does not exist or is not a folder",
@@ -117,12 +128,7 @@ fn scan(root: &Path, series: &SeriesKey) -> Result<Vec<(PathBuf, InstanceHeader)
                 }
             }
             match read_instance_header(&path) {
-                Ok(header)
-                    if header.study_instance_uid == series.study_instance_uid
-                        && header.series_instance_uid == series.series_instance_uid =>
-                {
-                    found.push((path, header));
-                }
+                Ok(header) if keep(&header) => found.push((path, header)),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("skipping a DICOM file whose header cannot be read: {e}"),
             }

@@ -11,6 +11,7 @@
 //! DICOM parser; the outside is reached through the ports: [`ports`] (DICOM source,
 //! archiver, ML app), [`repository`], [`queue`], [`scratch`] and [`time::Clock`].
 
+pub mod access;
 mod change;
 pub mod ids;
 pub mod ml_apps;
@@ -23,9 +24,11 @@ pub mod scratch;
 pub mod series;
 pub mod service;
 pub mod state;
+pub mod studies;
 pub mod time;
 pub mod worker;
 
+pub use access::{Member, Membership, NotAMember, OrganizationAccessError};
 pub use ids::{OrganizationId, RunId, SeriesId};
 pub use ml_apps::{InvalidMlApps, MlAppDirectory, MlAppRoute};
 pub use organization::{
@@ -34,7 +37,7 @@ pub use organization::{
 };
 pub use queue::{ClaimToken, ClaimedJob, JobPhase, JobQueue, LeaseError, NewJob};
 pub use repository::{
-    CreateOrganizationError, OrganizationRepository, SeriesRepository, StoreError,
+    CreateOrganizationError, OrganizationRepository, SeriesFilter, SeriesRepository, StoreError,
     UpdateSeriesError,
 };
 pub use retry::RetryPolicy;
@@ -42,8 +45,9 @@ pub use scratch::{ScratchDir, ScratchError, ScratchSpace, io_reason};
 pub use series::{Applied, InvalidRequest, PredictionRun, Series, TransitionError, series_key};
 pub use service::{
     AddOrganizationError, FindSeriesError, PredictDecision, PredictError, PredictOutcome,
-    PredictRequest, PredictionService, ReportError, StatusReport,
+    PredictRequest, PredictionService, ReportError, RetryError, StatusReport,
 };
 pub use state::{PredictionState, ReportedStatus, UnknownState, UnknownStatus};
+pub use studies::{StudyError, StudySeries, StudyService};
 pub use time::{Clock, SystemClock, human_duration};
 pub use worker::{JobOutcome, JobWorker, WorkerPorts, WorkerSettings, modality_of};

@@ -159,3 +159,51 @@ pub trait MlApp: Send + Sync {
         archive: &Archive,
     ) -> Result<(), SubmitError>;
 }
+
+/// A study as a study search (QIDO-RS) lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StudyListing {
+    pub study_instance_uid: String,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    /// `YYYYMMDD`, as DICOM writes dates.
+    pub study_date: Option<String>,
+    pub study_description: Option<String>,
+    pub accession_number: Option<String>,
+    pub modalities: Vec<String>,
+    pub number_of_series: Option<u32>,
+    pub number_of_instances: Option<u32>,
+}
+
+/// A series as a series search (QIDO-RS) lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeriesListing {
+    pub series_instance_uid: String,
+    pub modality: Option<String>,
+    pub series_number: Option<i64>,
+    pub series_description: Option<String>,
+    pub number_of_instances: Option<u32>,
+    pub body_part: Option<String>,
+    /// `YYYYMMDD`, as DICOM writes dates.
+    pub series_date: Option<String>,
+}
+
+/// Searches an organization's DICOM server, for people choosing what to predict.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait DicomSearch: Send + Sync {
+    /// The studies of a patient (QIDO-RS `studies?PatientID=`).
+    async fn search_studies(
+        &self,
+        server: &DicomServer,
+        patient_id: &str,
+    ) -> Result<Vec<StudyListing>, FetchError>;
+
+    /// The series of a study (QIDO-RS `studies/{study}/series`); none when the server
+    /// does not know the study.
+    async fn search_series(
+        &self,
+        server: &DicomServer,
+        study_instance_uid: &str,
+    ) -> Result<Vec<SeriesListing>, FetchError>;
+}

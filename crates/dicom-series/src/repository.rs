@@ -6,6 +6,18 @@ use crate::ids::{OrganizationId, SeriesId};
 use crate::organization::Organization;
 use crate::queue::NewJob;
 use crate::series::Series;
+use crate::state::PredictionState;
+
+/// Which series [`SeriesRepository::list_series`] returns: every condition given holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesFilter {
+    pub organization: Option<OrganizationId>,
+    pub study_instance_uid: Option<String>,
+    pub state: Option<PredictionState>,
+    /// At most this many, after skipping `offset` (most recently updated first).
+    pub limit: u64,
+    pub offset: u64,
+}
 
 /// The database failed. The message is for operators' logs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +78,10 @@ pub trait SeriesRepository: Send + Sync {
     /// revision becomes `series.revision + 1`; otherwise [`UpdateSeriesError::Stale`] and
     /// nothing changes.
     async fn update_series(&self, series: &Series) -> Result<(), UpdateSeriesError>;
+
+    /// The series `filter` selects, most recently updated first (then by id, so that pages
+    /// do not overlap).
+    async fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<Series>, StoreError>;
 
     /// [`update_series`](Self::update_series) and [`NewJob`] queued in one transaction:
     /// both happen or neither does.

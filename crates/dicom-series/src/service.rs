@@ -6,14 +6,15 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use crate::access::{Member, Membership, NotAMember, OrganizationAccessError, organization_of};
 use crate::change::{ChangeError, change_series};
-use crate::ids::{OrganizationId, RunId, SeriesId};
+use crate::ids::{RunId, SeriesId};
 use crate::ml_apps::MlAppDirectory;
 use crate::organization::{InvalidOrganization, Organization};
 use crate::ports::DicomCredentials;
 use crate::queue::{JobQueue, NewJob};
 use crate::repository::{
-    CreateOrganizationError, OrganizationRepository, SeriesRepository, StoreError,
+    CreateOrganizationError, OrganizationRepository, SeriesFilter, SeriesRepository, StoreError,
     UpdateSeriesError,
 };
 use crate::series::{Applied, InvalidRequest, PredictionRun, Series, TransitionError, series_key};
@@ -58,6 +59,9 @@ pub enum PredictError {
     /// other people's.
     #[error("unknown organization {given:?}")]
     UnknownOrganization { given: String },
+    /// An organization the caller does not belong to (whether it exists or not).
+    #[error("{0}")]
+    NotAMember(#[from] NotAMember),
     #[error("unknown model type {given:?}; the model types are: {}", list(known))]
     UnknownModelType { given: String, known: Vec<String> },
     /// The series is recorded, but its run could not be queued; the reason is on the
@@ -106,6 +110,20 @@ pub enum FindSeriesError {
     NotFound(SeriesId),
     #[error("the database is unavailable ({0}); ask again later")]
     Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("{0}")]
+    Find(#[from] FindSeriesError),
+    /// Only a failed series is retried; another is asked for with predict.
+    #[error("series {series_id} is {state}, not failed: only a failed series is retried")]
+    NotFailed {
+        series_id: SeriesId,
+        state: PredictionState,
+    },
+    #[error("{0}")]
+    Predict(#[from] PredictError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +188,11 @@ impl PredictionService {
 
     /// Asks for a prediction. The series row is stored first, so whatever fails later is
     /// recorded on it; the run and its job are then stored together.
-    pub async fn predict(&self, request: &PredictRequest) -> Result<PredictOutcome, PredictError> {
+    pub async fn predict(
+        &self,
+        member: &Member,
+        request: &PredictRequest,
+    ) -> Result<PredictOutcome, PredictError> {
         let key = series_key(&request.study_instance_uid, &request.series_instance_uid)?;
         let model_type = request.model_type.trim();
         let Some(route) = self.ml_apps.route(model_type) else {
@@ -180,7 +202,16 @@ impl PredictionService {
             });
         };
         let body_part = body_part(request.body_part.as_deref())?;
-        let organization = self.find_organization(&request.organization).await?;
+        let organization =
+            match organization_of(self.organizations.as_ref(), member, &request.organization).await
+            {
+                Ok(organization) => organization,
+                Err(OrganizationAccessError::NotAMember(e)) => return Err(e.into()),
+                Err(OrganizationAccessError::Unknown { given }) => {
+                    return Err(PredictError::UnknownOrganization { given });
+                }
+                Err(OrganizationAccessError::Store(e)) => return Err(e.into()),
+            };
 
         let now = self.clock.now();
         let mut series = self
@@ -272,20 +303,6 @@ impl PredictionService {
         }
     }
 
-    async fn find_organization(&self, given: &str) -> Result<Organization, PredictError> {
-        let given = given.trim();
-        let found = match given.parse::<OrganizationId>() {
-            Ok(id) => self.organizations.find_organization(id).await?,
-            Err(_) => self.organizations.find_organization_by_name(given).await?,
-        };
-        match found {
-            Some(organization) => Ok(organization),
-            None => Err(PredictError::UnknownOrganization {
-                given: given.to_string(),
-            }),
-        }
-    }
-
     /// An ML app reports the end of a run. `caller` is the ML app the HTTP layer
     /// authenticated; only the app the run was sent to may report on it.
     pub async fn report(
@@ -335,11 +352,56 @@ impl PredictionService {
         Ok((series, applied))
     }
 
-    pub async fn find_series(&self, id: SeriesId) -> Result<Series, FindSeriesError> {
-        self.series
+    /// A series of one of `member`'s organizations; another organization's is not found,
+    /// like one that does not exist.
+    pub async fn find_series(
+        &self,
+        member: &Member,
+        id: SeriesId,
+    ) -> Result<Series, FindSeriesError> {
+        let series = self
+            .series
             .find_series(id)
             .await?
-            .ok_or(FindSeriesError::NotFound(id))
+            .ok_or(FindSeriesError::NotFound(id))?;
+        if member.organizations != Membership::Every {
+            let organization = self
+                .organizations
+                .find_organization(series.organization_id)
+                .await?;
+            if !organization.is_some_and(|o| member.belongs_to(&o)) {
+                return Err(FindSeriesError::NotFound(id));
+            }
+        }
+        Ok(series)
+    }
+
+    /// Runs a failed series again, with the model type and body part of its failed run.
+    pub async fn retry(&self, member: &Member, id: SeriesId) -> Result<PredictOutcome, RetryError> {
+        let series = self.find_series(member, id).await?;
+        let run = match (&series.state, &series.run) {
+            (PredictionState::Failed, Some(run)) => run,
+            (state, _) => {
+                return Err(RetryError::NotFailed {
+                    series_id: id,
+                    state: *state,
+                });
+            }
+        };
+        let request = PredictRequest {
+            organization: series.organization_id.to_string(),
+            study_instance_uid: series.key.study_instance_uid.clone(),
+            series_instance_uid: series.key.series_instance_uid.clone(),
+            model_type: run.model_type.clone(),
+            predict_again: true,
+            body_part: run.body_part.clone(),
+        };
+        Ok(self.predict(member, &request).await?)
+    }
+
+    /// Series and their current runs, for people watching the jobs (admins).
+    pub async fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<Series>, StoreError> {
+        self.series.list_series(filter).await
     }
 
     pub async fn add_organization(

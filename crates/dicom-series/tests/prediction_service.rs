@@ -104,7 +104,7 @@ async fn an_unknown_model_type_is_refused_with_the_known_ones_and_nothing_is_sto
     );
     let mut request = predict_request("Hospital A", "1.2.3.4", false);
     request.model_type = "liver_magic".into();
-    let err = service.predict(&request).await.unwrap_err();
+    let err = service.predict(&dev(), &request).await.unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, PredictError::UnknownModelType { .. }));
     assert!(message.contains("liver_magic"), "{message}");
@@ -120,7 +120,7 @@ async fn an_unknown_organization_is_refused_without_naming_the_others() {
     for given in ["Hospital Z", "5f0e2a52-52b4-4c1c-9d5e-1f5c3b1f0a11"] {
         let err = s
             .service
-            .predict(&predict_request(given, "1.2.3.4", false))
+            .predict(&dev(), &predict_request(given, "1.2.3.4", false))
             .await
             .unwrap_err();
         assert!(
@@ -142,13 +142,13 @@ async fn an_organization_is_found_by_id_or_by_name() {
     let id = s.store.0.lock().unwrap().organizations[1].id;
     let by_id = s
         .service
-        .predict(&predict_request(&id.to_string(), "1.2.3.4", false))
+        .predict(&dev(), &predict_request(&id.to_string(), "1.2.3.4", false))
         .await
         .unwrap();
     assert_eq!(by_id.series.organization_id, id);
     let by_name = s
         .service
-        .predict(&predict_request("Clinic B", "1.2.3.5", false))
+        .predict(&dev(), &predict_request("Clinic B", "1.2.3.5", false))
         .await
         .unwrap();
     assert_eq!(by_name.series.organization_id, id);
@@ -162,14 +162,14 @@ async fn malformed_uids_and_body_parts_are_refused_before_any_storage() {
         MockJobQueue::new(),
     );
     let err = service
-        .predict(&predict_request("Hospital A", "1.2.x", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.x", false))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("seriesInstanceUid"), "{err}");
     let mut request = predict_request("Hospital A", "1.2.3", false);
     request.body_part = Some("x".repeat(65));
     assert!(matches!(
-        service.predict(&request).await,
+        service.predict(&dev(), &request).await,
         Err(PredictError::Invalid(_))
     ));
 }
@@ -201,7 +201,7 @@ async fn predict_stores_the_series_first_then_the_run_with_its_job() {
     let service = service_with(org_repo_with(org), series_repo, MockJobQueue::new());
     let mut request = predict_request("Hospital A", "1.2.3.4", false);
     request.body_part = Some(" HEAD ".into());
-    let outcome = service.predict(&request).await.unwrap();
+    let outcome = service.predict(&dev(), &request).await.unwrap();
     assert_eq!(outcome.decision, PredictDecision::Queued);
     assert_eq!(outcome.series.state, PredictionState::NotStarted);
     assert_eq!(outcome.series.revision, 1);
@@ -218,7 +218,7 @@ async fn a_queued_prediction_wakes_a_worker() {
     let wait = tokio::spawn(async move { woken.notified().await });
     tokio::task::yield_now().await;
     s.service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(5), wait)
@@ -248,7 +248,7 @@ async fn when_the_job_cannot_be_queued_the_failure_is_recorded_on_the_series() {
         .returning(|_| Ok(()));
     let service = service_with(org_repo_with(org), series_repo, MockJobQueue::new());
     let err = service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap_err();
     assert!(matches!(err, PredictError::NotQueued { .. }), "{err}");
@@ -263,7 +263,7 @@ async fn a_database_failure_on_the_series_row_is_an_error_not_a_silence() {
         .returning(|_| Err(StoreError("connection refused".into())));
     let service = service_with(org_repo_with(org), series_repo, MockJobQueue::new());
     let err = service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap_err();
     assert!(matches!(err, PredictError::Store(_)));
@@ -279,7 +279,7 @@ async fn a_database_failure_on_the_series_row_is_an_error_not_a_silence() {
     );
     assert!(matches!(
         service
-            .predict(&predict_request("Hospital A", "1.2.3.4", false))
+            .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
             .await,
         Err(PredictError::Store(_))
     ));
@@ -290,7 +290,7 @@ async fn without_predict_again_a_run_in_progress_is_not_sent_twice() {
     let s = setup().await;
     let first = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     // Queued, not yet started; then in progress.
@@ -300,7 +300,7 @@ async fn without_predict_again_a_run_in_progress_is_not_sent_twice() {
         }
         let again = s
             .service
-            .predict(&predict_request("Hospital A", "1.2.3.4", false))
+            .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
             .await
             .unwrap();
         assert_eq!(again.decision, PredictDecision::AlreadyRunning);
@@ -332,7 +332,7 @@ async fn racing_requests_queue_one_run_only() {
         .returning(move |_| Ok(Some(running.clone())));
     let service = service_with(org_repo_with(org), series_repo, MockJobQueue::new());
     let outcome = service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     assert_eq!(outcome.decision, PredictDecision::AlreadyRunning);
@@ -343,7 +343,7 @@ async fn without_predict_again_a_completed_series_is_answered_from_its_result() 
     let s = setup().await;
     let first = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     let run = begin(&s.store, first.series.id);
@@ -354,7 +354,7 @@ async fn without_predict_again_a_completed_series_is_answered_from_its_result() 
 
     let again = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     assert_eq!(again.decision, PredictDecision::AlreadyPredicted);
@@ -368,7 +368,7 @@ async fn without_predict_again_a_completed_series_is_answered_from_its_result() 
     // Another model type is another prediction.
     let mut other = predict_request("Hospital A", "1.2.3.4", false);
     other.model_type = "chest_xray_classification".into();
-    let other = s.service.predict(&other).await.unwrap();
+    let other = s.service.predict(&dev(), &other).await.unwrap();
     assert_eq!(other.decision, PredictDecision::Queued);
 }
 
@@ -377,7 +377,7 @@ async fn without_predict_again_a_failed_series_is_tried_again() {
     let s = setup().await;
     let first = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     let run = begin(&s.store, first.series.id);
@@ -387,7 +387,7 @@ async fn without_predict_again_a_failed_series_is_tried_again() {
         .unwrap();
     let again = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     assert_eq!(again.decision, PredictDecision::Queued);
@@ -398,13 +398,13 @@ async fn predict_again_starts_a_new_run_and_the_old_run_can_no_longer_report() {
     let s = setup().await;
     let first = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     let old_run = begin(&s.store, first.series.id);
     let again = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", true))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", true))
         .await
         .unwrap();
     assert_eq!(again.decision, PredictDecision::Queued);
@@ -433,12 +433,12 @@ async fn two_series_of_one_study_keep_their_own_state() {
     let s = setup().await;
     let a = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     let b = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.5", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.5", false))
         .await
         .unwrap();
     assert_ne!(a.series.id, b.series.id);
@@ -482,7 +482,7 @@ async fn a_report_is_stored_once_and_repeats_change_nothing() {
     let s = setup().await;
     let first = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     let run = begin(&s.store, first.series.id);
@@ -524,7 +524,7 @@ async fn a_report_from_another_ml_app_is_refused() {
     let s = setup().await;
     let first = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     let run = begin(&s.store, first.series.id);
@@ -629,7 +629,7 @@ async fn a_report_removes_the_job_waiting_for_its_deadline() {
     let s = setup().await;
     let first = s
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", false))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
         .await
         .unwrap();
     let run = begin(&s.store, first.series.id);
@@ -688,7 +688,7 @@ fn ports_none() -> dicom_series::ports::DicomCredentials {
 async fn reading_a_series_that_does_not_exist_is_not_found() {
     let s = setup().await;
     assert!(matches!(
-        s.service.find_series(SeriesId::new()).await,
+        s.service.find_series(&dev(), SeriesId::new()).await,
         Err(FindSeriesError::NotFound(_))
     ));
 }

@@ -103,7 +103,7 @@ impl Harness {
     async fn predict(&self) -> (SeriesId, RunId) {
         let outcome = self
             .service
-            .predict(&predict_request("Hospital A", "1.2.3.4", false))
+            .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", false))
             .await
             .unwrap();
         (outcome.series.id, outcome.series.run.unwrap().id)
@@ -702,7 +702,7 @@ async fn a_job_whose_run_was_replaced_is_dropped_without_sending() {
     h.clock.advance(Duration::from_secs(1));
     let again = h
         .service
-        .predict(&predict_request("Hospital A", "1.2.3.4", true))
+        .predict(&dev(), &predict_request("Hospital A", "1.2.3.4", true))
         .await
         .unwrap();
     let new_run = again.series.run.unwrap().id;

@@ -22,6 +22,7 @@
 //! transfer syntax only if the server answers 406).
 
 pub mod multipart;
+mod search;
 
 use std::collections::HashSet;
 use std::io::Write;

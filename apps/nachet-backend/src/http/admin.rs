@@ -23,6 +23,7 @@ use super::auth::{bearer_token, same_secret};
 use super::body;
 use super::error::ApiError;
 use super::series::SeriesApi;
+use super::series_access::SeriesAdmin;
 use crate::catalogue::{Catalogues, SwitchError};
 
 /// `[admin]` of the configuration.
@@ -68,22 +69,25 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let expected = request
-            .app_data::<web::Data<AdminToken>>()
-            .and_then(|token| token.0.clone());
-        ready(match (expected, bearer_token(request)) {
-            (None, _) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "the admin API is off: set admin.token (NACHET__ADMIN__TOKEN) to use it",
-            )),
-            (Some(_), None) => Err(ApiError::unauthorized(
-                "send the admin token as Authorization: Bearer <token>",
-            )),
-            (Some(expected), Some(given)) if same_secret(given, expected.expose_secret()) => {
-                Ok(Admin)
-            }
-            (Some(_), Some(_)) => Err(ApiError::unauthorized("the admin token is not valid")),
-        })
+        ready(admin_token_check(request).map(|()| Admin))
+    }
+}
+
+/// Whether `request` carries the admin token (see [`Admin`]).
+pub(super) fn admin_token_check(request: &HttpRequest) -> Result<(), ApiError> {
+    let expected = request
+        .app_data::<web::Data<AdminToken>>()
+        .and_then(|token| token.0.clone());
+    match (expected, bearer_token(request)) {
+        (None, _) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: set admin.token (NACHET__ADMIN__TOKEN) to use it",
+        )),
+        (Some(_), None) => Err(ApiError::unauthorized(
+            "send the admin token as Authorization: Bearer <token>",
+        )),
+        (Some(expected), Some(given)) if same_secret(given, expected.expose_secret()) => Ok(()),
+        (Some(_), Some(_)) => Err(ApiError::unauthorized("the admin token is not valid")),
     }
 }
 
@@ -279,7 +283,7 @@ pub struct OrganizationAnswer {
 #[post("/api/admin/organizations")]
 pub async fn add_organization(
     // The token first: nothing about the body is told to a caller without it.
-    _admin: Admin,
+    _admin: SeriesAdmin,
     api: web::Data<SeriesApi>,
     body: body::Json<OrganizationBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -309,7 +313,7 @@ pub async fn add_organization(
 )]
 #[get("/api/admin/organizations")]
 pub async fn list_organizations(
-    _admin: Admin,
+    _admin: SeriesAdmin,
     api: web::Data<SeriesApi>,
 ) -> Result<HttpResponse, ApiError> {
     let names = api.service().organization_names().await?;

@@ -264,11 +264,48 @@ impl From<PredictError> for ApiError {
         match error {
             PredictError::Invalid(_) => Self::bad_request(message),
             PredictError::UnknownOrganization { .. } => Self::new(StatusCode::NOT_FOUND, message),
+            PredictError::NotAMember(_) => Self::new(StatusCode::FORBIDDEN, message),
             PredictError::UnknownModelType { known, .. } => {
                 Self::new(StatusCode::BAD_REQUEST, message).with_list("known", known)
             }
             PredictError::NotQueued { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
             PredictError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<dicom_series::OrganizationAccessError> for ApiError {
+    fn from(error: dicom_series::OrganizationAccessError) -> Self {
+        use dicom_series::OrganizationAccessError as E;
+        let message = error.to_string();
+        match error {
+            E::NotAMember(_) => Self::new(StatusCode::FORBIDDEN, message),
+            E::Unknown { .. } => Self::new(StatusCode::NOT_FOUND, message),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<dicom_series::StudyError> for ApiError {
+    fn from(error: dicom_series::StudyError) -> Self {
+        use dicom_series::StudyError as E;
+        match error {
+            E::Invalid(e) => Self::bad_request(e.to_string()),
+            E::Organization(e) => e.into(),
+            // The DICOM server's failure is the answer: what failed and why.
+            E::DicomServer(e) => Self::new(StatusCode::BAD_GATEWAY, e.to_string()),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<dicom_series::RetryError> for ApiError {
+    fn from(error: dicom_series::RetryError) -> Self {
+        use dicom_series::RetryError as E;
+        match error {
+            E::Find(e) => e.into(),
+            E::NotFailed { .. } => Self::new(StatusCode::CONFLICT, error.to_string()),
+            E::Predict(e) => e.into(),
         }
     }
 }

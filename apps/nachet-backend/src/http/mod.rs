@@ -15,6 +15,7 @@ pub mod identity;
 mod openapi;
 mod seeds;
 pub mod series;
+pub mod series_access;
 
 use actix_web::web;
 

@@ -182,6 +182,28 @@ impl SeriesRepository for MemoryStore {
     async fn update_series(&self, series: &Series) -> Result<(), UpdateSeriesError> {
         write_series(&mut self.0.lock().unwrap(), series)
     }
+    async fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<Series>, StoreError> {
+        let state = self.0.lock().unwrap();
+        let mut found: Vec<Series> = state
+            .series
+            .values()
+            .filter(|s| filter.organization.is_none_or(|o| s.organization_id == o))
+            .filter(|s| {
+                filter
+                    .study_instance_uid
+                    .as_ref()
+                    .is_none_or(|u| &s.key.study_instance_uid == u)
+            })
+            .filter(|s| filter.state.is_none_or(|st| s.state == st))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.0.cmp(&b.id.0)));
+        Ok(found
+            .into_iter()
+            .skip(filter.offset as usize)
+            .take(filter.limit as usize)
+            .collect())
+    }
     async fn update_series_and_enqueue(
         &self,
         series: &Series,
@@ -413,4 +435,9 @@ pub fn write_archive(
 
 pub fn server_of(organization: &Organization) -> DicomServer {
     organization.dicom_server.clone()
+}
+
+/// A caller who belongs to every organization.
+pub fn dev() -> Member {
+    Member::development("tester")
 }

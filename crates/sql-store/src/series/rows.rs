@@ -3,10 +3,13 @@
 use async_trait::async_trait;
 use dicom_series::ports::SeriesKey;
 use dicom_series::{
-    NewJob, OrganizationId, PredictionRun, PredictionState, RunId, Series, SeriesId,
+    NewJob, OrganizationId, PredictionRun, PredictionState, RunId, Series, SeriesFilter, SeriesId,
     SeriesRepository, StoreError, UpdateSeriesError,
 };
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use super::db_error;
 use super::queue::new_job_row;
@@ -111,6 +114,30 @@ impl SeriesRepository for SqlStore {
             .map_err(db_error)?
             .map(from_row)
             .transpose()
+    }
+
+    async fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<Series>, StoreError> {
+        let mut query = row::Entity::find();
+        if let Some(organization) = filter.organization {
+            query = query.filter(row::Column::OrganizationId.eq(organization.0));
+        }
+        if let Some(study) = &filter.study_instance_uid {
+            query = query.filter(row::Column::StudyInstanceUid.eq(study));
+        }
+        if let Some(state) = filter.state {
+            query = query.filter(row::Column::State.eq(state.as_str()));
+        }
+        query
+            .order_by_desc(row::Column::UpdatedAt)
+            .order_by_asc(row::Column::Id)
+            .offset(filter.offset)
+            .limit(filter.limit)
+            .all(self.connection())
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(from_row)
+            .collect()
     }
 
     /// Insert-if-absent, then read: of concurrent calls for one series, one inserts and
