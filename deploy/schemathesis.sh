@@ -11,7 +11,8 @@
 # The server is the debug binary the tests built (target/debug/nachet-backend; built here
 # when missing) on the embedded default, in a scratch folder, with the series demo off.
 # schemathesis (pinned) is installed with pip in target/schemathesis-venv on first use.
-# deploy/schemathesis/hooks.py turns each schema-valid `image` into a real picture.
+# deploy/schemathesis/hooks.py turns each schema-valid `image` into a real picture;
+# deploy/schemathesis/schemathesis.toml says why a 502 is expected of the DICOM searches.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -60,7 +61,8 @@ done
 # In the scratch folder: schemathesis keeps a cache there (.schemathesis/).
 run() {
     (cd "$scratch" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$root/deploy/schemathesis" \
-        "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+        "$venv/bin/schemathesis" --config-file "$root/deploy/schemathesis/schemathesis.toml" \
+        run "http://127.0.0.1:$port/openapi.json" \
         --checks all --max-examples "$examples" --seed 1 --no-color "$@")
 }
 echo "schemathesis: anonymous" >&2

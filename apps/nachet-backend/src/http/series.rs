@@ -210,7 +210,7 @@ impl From<Series> for SeriesView {
         (status = 404, body = ErrorBody, description = "None of the caller's organizations has that name"),
         (status = 503, body = ErrorBody, description = "The database is unavailable"),
     ),
-    security(("bearer" = []))
+    security((), ("bearer" = []))
 )]
 #[post("/api/studies/series/predict")]
 pub async fn predict(
@@ -322,7 +322,7 @@ pub async fn report_status(
         (status = 404, body = ErrorBody, description = "No series of that id in the caller's organizations"),
         (status = 503, body = ErrorBody, description = "The database is unavailable"),
     ),
-    security(("bearer" = []))
+    security((), ("bearer" = []))
 )]
 #[get("/api/studies/series/{series_id}")]
 pub async fn get_series(
@@ -347,7 +347,7 @@ pub async fn get_series(
         (status = 409, body = ErrorBody, description = "The series is not failed"),
         (status = 503, body = ErrorBody, description = "The database is unavailable"),
     ),
-    security(("bearer" = []))
+    security((), ("bearer" = []))
 )]
 #[post("/api/studies/series/{series_id}/retry")]
 pub async fn retry(
@@ -427,7 +427,7 @@ pub struct StudiesAnswer {
         (status = 502, body = ErrorBody, description = "The DICOM server failed or refused; the message says why"),
         (status = 503, body = ErrorBody, description = "The database is unavailable"),
     ),
-    security(("bearer" = []))
+    security((), ("bearer" = []))
 )]
 #[get("/api/studies")]
 pub async fn find_studies(
@@ -521,7 +521,7 @@ pub struct StudySeriesAnswer {
 /// with its prediction state (contract 2.6); a frontend polls it.
 #[utoipa::path(
     params(
-        ("study" = String, Path, description = "The Study Instance UID"),
+        ("study" = String, Path, description = "The Study Instance UID", pattern = r"^[0-9]+(\.[0-9]+)*$", max_length = 64),
         StudySeriesQuery,
     ),
     responses(
@@ -533,7 +533,7 @@ pub struct StudySeriesAnswer {
         (status = 502, body = ErrorBody, description = "The DICOM server failed or refused; the message says why"),
         (status = 503, body = ErrorBody, description = "The database is unavailable"),
     ),
-    security(("bearer" = []))
+    security((), ("bearer" = []))
 )]
 #[get("/api/studies/{study}/series")]
 pub async fn study_series(
@@ -556,6 +556,7 @@ pub async fn study_series(
 /// Jobs per page unless asked otherwise, and at most.
 const JOBS_PER_PAGE: u64 = 50;
 const JOBS_PER_PAGE_MAX: u64 = 500;
+const JOBS_OFFSET_MAX: u64 = 1_000_000_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -571,7 +572,7 @@ pub struct JobsQuery {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u64>,
     /// Series skipped (most recently updated first).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     offset: Option<u64>,
 }
 
@@ -626,6 +627,11 @@ pub async fn jobs(
         )));
     }
     let offset = query.offset.unwrap_or(0);
+    if offset > JOBS_OFFSET_MAX {
+        return Err(ApiError::bad_request(format!(
+            "offset: {offset} is over {JOBS_OFFSET_MAX}"
+        )));
+    }
     let mut found = api
         .service
         .list_series(&SeriesFilter {

@@ -488,3 +488,134 @@ impl Jwks {
         Ok(keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+
+    fn access() -> SeriesAccess {
+        let settings: SeriesAccessSettings = serde_json::from_value(json!({
+            "mode": "jwt", "hs256_secret": "s3cret", "issuer": "idp", "roles_claim": "groups"
+        }))
+        .unwrap();
+        SeriesAccess::new(&settings).unwrap()
+    }
+
+    fn signed(secret: &str, alg: Algorithm, claims: Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn claims(extra: Value) -> Value {
+        let mut claims =
+            json!({"sub": "alice", "iss": "idp", "exp": chrono::Utc::now().timestamp() + 600});
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        claims
+    }
+
+    #[tokio::test]
+    async fn hs256_tokens_name_the_user_their_organizations_and_roles() {
+        let access = access();
+        let member = access
+            .member(Some(&signed(
+                "s3cret",
+                Algorithm::HS256,
+                claims(json!({"organization": "Hospital A", "groups": ["admin"]})),
+            )))
+            .await
+            .unwrap();
+        assert_eq!(member.user, "alice");
+        assert_eq!(
+            member.organizations,
+            Membership::Only(BTreeSet::from(["Hospital A".to_string()]))
+        );
+        assert!(member.admin);
+        let member = access
+            .member(Some(&signed("s3cret", Algorithm::HS256, claims(json!({})))))
+            .await
+            .unwrap();
+        assert_eq!(member.organizations, Membership::Only(BTreeSet::new()));
+        assert!(!member.admin);
+    }
+
+    #[tokio::test]
+    async fn each_bad_token_is_refused_with_what_was_wrong() {
+        let access = access();
+        let now = chrono::Utc::now().timestamp();
+        let cases = [
+            (None, "send your access token"),
+            (Some("not.a.jwt".to_string()), "not a JWT"),
+            (
+                Some(signed("other", Algorithm::HS256, claims(json!({})))),
+                "signature does not verify",
+            ),
+            (
+                Some(signed("s3cret", Algorithm::HS384, claims(json!({})))),
+                "this server takes HS256",
+            ),
+            (
+                Some(signed(
+                    "s3cret",
+                    Algorithm::HS256,
+                    claims(json!({"exp": now - 600})),
+                )),
+                "has expired",
+            ),
+            (
+                Some(signed(
+                    "s3cret",
+                    Algorithm::HS256,
+                    claims(json!({"iss": "other"})),
+                )),
+                "another issuer",
+            ),
+            (
+                Some(signed(
+                    "s3cret",
+                    Algorithm::HS256,
+                    json!({"sub": "alice", "iss": "idp"}),
+                )),
+                "no exp claim",
+            ),
+            (
+                Some(signed(
+                    "s3cret",
+                    Algorithm::HS256,
+                    claims(json!({"sub": ""})),
+                )),
+                "names no user",
+            ),
+        ];
+        for (token, expected) in cases {
+            let error = access.member(token.as_deref()).await.unwrap_err();
+            assert_eq!(error.status, StatusCode::UNAUTHORIZED, "{token:?}");
+            assert!(
+                error.message.contains(expected),
+                "{token:?}: {}",
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn jwt_settings_need_exactly_one_key_source() {
+        for settings in [
+            json!({"mode": "jwt"}),
+            json!({"mode": "jwt", "hs256_secret": "a", "jwks_url": "https://idp/jwks"}),
+            json!({"mode": "jwt", "jwks_url": "idp/jwks"}),
+        ] {
+            let parsed: SeriesAccessSettings = serde_json::from_value(settings.clone()).unwrap();
+            assert!(SeriesAccess::new(&parsed).is_err(), "{settings}");
+        }
+    }
+}
