@@ -23,8 +23,8 @@ use anyhow::Context;
 use async_trait::async_trait;
 use dicom_files::LocalFolderSource;
 use dicom_series::ports::{
-    DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing, MlAppEndpoint,
-    RetrievedInstance, SeriesKey,
+    Archive, DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing,
+    MlAppEndpoint, SeriesArchive, SeriesKey,
 };
 use dicom_series::{
     JobWorker, MlAppDirectory, MlAppRoute, Organization, OrganizationRepository, PredictionService,
@@ -407,9 +407,11 @@ impl DicomSource for RoutingSource {
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-        dir: &Path,
-    ) -> Result<Vec<RetrievedInstance>, FetchError> {
-        self.pick(server).retrieve_series(server, series, dir).await
+        archive: SeriesArchive,
+    ) -> Result<Archive, FetchError> {
+        self.pick(server)
+            .retrieve_series(server, series, archive)
+            .await
     }
 }
 

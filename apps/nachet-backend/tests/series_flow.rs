@@ -68,9 +68,12 @@ async fn end_to_end(db: Db) {
         "{}",
         brief(&done)
     );
-    let names = entries(&done);
-    assert_eq!(names.len(), 12);
-    assert_eq!(names[0], "MR_1.dcm");
+    // One entry per instance, in the order Orthanc sent them, named from the listing.
+    let mut names = entries(&done);
+    names.sort();
+    let mut expected: Vec<String> = (1..=12).map(|n| format!("MR_{n}.dcm")).collect();
+    expected.sort();
+    assert_eq!(names, expected);
     assert_eq!(h.ml_app().received(&id, Some(&run)), 1);
 
     // Asked again without predictAgain: answered from the stored result, not sent.

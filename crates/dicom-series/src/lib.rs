@@ -11,6 +11,7 @@
 //! DICOM parser; the outside is reached through the ports: [`ports`] (DICOM source,
 //! archiver, ML app), [`repository`], [`queue`], [`scratch`] and [`time::Clock`].
 
+pub mod archive;
 mod change;
 pub mod ids;
 pub mod ml_apps;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod time;
 pub mod worker;
 
+pub use archive::{SeriesArchive, entry_names, modality_part};
 pub use ids::{OrganizationId, RunId, SeriesId};
 pub use ml_apps::{InvalidMlApps, MlAppDirectory, MlAppRoute};
 pub use organization::{
