@@ -247,7 +247,13 @@ impl JobWorker {
             return self.fail(job, series, &reason).await;
         }
 
-        if run.attempts >= self.settings.retry.max_attempts {
+        let since_first = run
+            .started_at
+            .and_then(|first| (now - first).to_std().ok())
+            .unwrap_or_default();
+        if run.attempts >= self.settings.retry.max_attempts
+            || (run.attempts > 0 && since_first > self.settings.retry.window)
+        {
             // The previous attempts ended without a verdict (e.g. the worker died each time).
             let reason = format!(
                 "gave up after {} attempts; last error: {}",
@@ -284,11 +290,22 @@ impl JobWorker {
             Err(AttemptError::Store(e)) => Err(e),
             Err(AttemptError::Permanent(reason)) => self.fail(job, series, &reason).await,
             Err(AttemptError::Transient(error)) => {
-                if !self.settings.retry.allows_another(attempt) {
+                let now = self.ports.clock.now();
+                let since_first = series
+                    .run
+                    .as_ref()
+                    .and_then(|r| r.started_at)
+                    .and_then(|first| (now - first).to_std().ok())
+                    .unwrap_or_default();
+                let Some(delay) = self.settings.retry.next_attempt(attempt, since_first) else {
+                    tracing::info!(
+                        attempt,
+                        "no retry after {}: the retry window is over",
+                        human_duration(since_first)
+                    );
                     let reason = format!("gave up after {attempt} attempts; last error: {error}");
                     return self.fail(job, series, &reason).await;
-                }
-                let now = self.ports.clock.now();
+                };
                 match change_series(self.ports.series.as_ref(), series.id, Some(series), |s| {
                     s.note_retry(job.run_id, &error, now)
                 })
@@ -300,7 +317,6 @@ impl JobWorker {
                         return self.complete(job, JobOutcome::Obsolete).await;
                     }
                 }
-                let delay = self.settings.retry.random_delay(attempt);
                 let outcome = JobOutcome::RetryLater {
                     attempt,
                     delay,

@@ -29,6 +29,7 @@ fn settings() -> WorkerSettings {
         poll_interval: Duration::from_millis(10),
         retry: RetryPolicy {
             max_attempts: 3,
+            window: Duration::from_secs(3600),
             first_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(60),
         },
@@ -982,4 +983,49 @@ fn the_modality_is_the_one_most_instances_name() {
         Some("CT".into())
     );
     assert_eq!(modality_of(&[instance(None), instance(Some(" "))]), None);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_end_of_the_window_whatever_the_count() {
+    let h = Harness::new().await;
+    let (series_id, _) = h.predict().await;
+    let mut source = MockDicomSource::new();
+    source
+        .expect_list_instances()
+        .returning(|_, _| Err(FetchError::Transient("connection refused".into())));
+    let mut settings = settings();
+    settings.retry = RetryPolicy {
+        max_attempts: 1000,
+        window: Duration::from_secs(100),
+        first_delay: Duration::from_secs(10),
+        max_delay: Duration::from_secs(40),
+    };
+    let worker = JobWorker::new(
+        "worker-1",
+        h.ports(source, MockSeriesArchiver::new(), MockMlApp::new()),
+        ml_apps(),
+        settings,
+        Arc::new(Notify::new()),
+    );
+    // Waits of 5-10, 10-20, 20-40, 20-40 s... until the next would begin after 100 s.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match worker.run_once().await.unwrap().unwrap() {
+            JobOutcome::RetryLater { delay, .. } => h.clock.advance(delay),
+            JobOutcome::Failed { reason } => {
+                assert!(
+                    reason.starts_with(&format!("gave up after {attempts} attempts")),
+                    "{reason}"
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(attempts < 20, "the window did not end the retries");
+    }
+    assert!((3..=9).contains(&attempts), "{attempts}");
+    let run = h.store.series(series_id).run.unwrap();
+    let span = run.finished_at.unwrap() - run.started_at.unwrap();
+    assert!(span <= chrono::Duration::seconds(100), "{span}");
 }
