@@ -23,8 +23,8 @@ use anyhow::Context;
 use async_trait::async_trait;
 use dicom_files::LocalFolderSource;
 use dicom_series::ports::{
-    DicomCredentials, DicomSearch, DicomServer, DicomSource, FetchError, InstanceListing,
-    MlAppEndpoint, RetrievedInstance, SeriesKey, SeriesListing, StudyListing,
+    Archive, DicomCredentials, DicomSearch, DicomServer, DicomSource, FetchError, InstanceListing,
+    MlAppEndpoint, SeriesArchive, SeriesKey, SeriesListing, StudyListing,
 };
 use dicom_series::{
     JobWorker, MlAppDirectory, MlAppRoute, Organization, OrganizationRepository, PredictionService,
@@ -52,9 +52,13 @@ pub struct SeriesSettings {
     pub lease_seconds: u64,
     /// How often an idle worker looks for due jobs.
     pub poll_interval_ms: u64,
-    /// Attempts to send a series, the first included.
+    /// Attempts to send a series at most, the first included.
     pub max_attempts: u32,
-    /// Wait after the first failed attempt; doubled each time, with jitter.
+    /// Transient failures are retried until this long after the first attempt began (a
+    /// DICOM server or ML app that restarts is waited for): the span of the schedule.
+    pub retry_window_seconds: u64,
+    /// Wait after the first failed attempt; doubled each time up to
+    /// `retry_max_delay_seconds`, with jitter.
     pub retry_first_delay_ms: u64,
     pub retry_max_delay_seconds: u64,
     /// How long the ML app has to report after accepting a series.
@@ -78,9 +82,10 @@ impl Default for SeriesSettings {
             workers: 2,
             lease_seconds: 60,
             poll_interval_ms: 1000,
-            max_attempts: 5,
+            max_attempts: 1000,
+            retry_window_seconds: 15 * 60,
             retry_first_delay_ms: 2000,
-            retry_max_delay_seconds: 300,
+            retry_max_delay_seconds: 60,
             report_timeout_seconds: 30 * 60,
             scratch_dir: None,
             demo: true,
@@ -307,6 +312,7 @@ pub async fn start(
         poll_interval: Duration::from_millis(settings.poll_interval_ms.max(10)),
         retry: RetryPolicy {
             max_attempts: settings.max_attempts.max(1),
+            window: Duration::from_secs(settings.retry_window_seconds),
             first_delay: Duration::from_millis(settings.retry_first_delay_ms),
             max_delay: Duration::from_secs(settings.retry_max_delay_seconds),
         },
@@ -450,9 +456,11 @@ impl DicomSource for RoutingSource {
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-        dir: &Path,
-    ) -> Result<Vec<RetrievedInstance>, FetchError> {
-        self.pick(server).retrieve_series(server, series, dir).await
+        archive: SeriesArchive,
+    ) -> Result<Archive, FetchError> {
+        self.pick(server)
+            .retrieve_series(server, series, archive)
+            .await
     }
 }
 

@@ -15,13 +15,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A ZIP of a synthetic series, as the backend builds it.
 async fn series_zip(dir: &Path, modality: &str, count: usize) -> PathBuf {
     let series = SyntheticSeries::new(modality, count).with_size(32, 32);
-    let instances = series.write_retrieved(&dir.join("files")).unwrap();
-    let key = series.key();
-    ZipArchiver::new()
-        .archive(&key, &instances, dir)
-        .await
-        .unwrap()
-        .path
+    let writer = ZipArchiver::new().create(&series.key(), dir).await.unwrap();
+    series.archive_into(writer).unwrap().path
 }
 
 async fn post(

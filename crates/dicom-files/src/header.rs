@@ -280,6 +280,197 @@ fn check_declared_lengths(source: impl Read, size: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Read [`identify_instance`] through the SOP Instance UID (0008,0018): enough to know which
+/// instance a part is.
+pub const THROUGH_SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0019);
+/// Read [`identify_instance`] through the Instance Number (0020,0013), Modality included.
+pub const THROUGH_INSTANCE_NUMBER: Tag = Tag(0x0020, 0x0014);
+/// The most of an instance's first bytes [`identify_instance`] is given before it must
+/// decide (a header is a few kilobytes; this bounds the memory of one part).
+pub const MAX_IDENTITY_PREFIX: usize = 4 * 1024 * 1024;
+/// Longest value read before the stop tag of a deflated data set, whose inflated size the
+/// bytes received do not bound.
+const MAX_INFLATED_VALUE: u32 = 16 * 1024 * 1024;
+
+/// What an instance's first bytes say about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceIdentity {
+    /// SOP Instance UID (0008,0018), or the file meta group's Media Storage SOP Instance UID
+    /// when the data set lacks it.
+    pub sop_instance_uid: String,
+    /// Transfer Syntax UID (0002,0010).
+    pub transfer_syntax: String,
+    /// Modality (0008,0060), when read and present.
+    pub modality: Option<String>,
+    /// Instance Number (0020,0013), when read and present (and an integer).
+    pub instance_number: Option<i64>,
+}
+
+/// Why [`identify_instance`] cannot identify an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Not a Part-10 file at all, or a file meta group that cannot be read.
+    #[error("not a DICOM Part-10 file: {0}")]
+    NotPart10(String),
+    /// The meta group names the instance, but its data set cannot be read.
+    #[error(
+        "instance {sop_instance_uid} (transfer syntax {transfer_syntax}) cannot be read: {reason}"
+    )]
+    Unreadable {
+        sop_instance_uid: String,
+        transfer_syntax: String,
+        reason: String,
+    },
+}
+
+/// Identifies an instance from its first bytes, reading its data set (in any transfer
+/// syntax the `dicom` crate reads, deflated included) up to `through` (exclusive: e.g.
+/// [`THROUGH_SOP_INSTANCE_UID`]). `complete`: `prefix` is the whole instance.
+///
+/// `Ok(None)`: more bytes are needed (never when `complete`, nor once `prefix` holds
+/// [`MAX_IDENTITY_PREFIX`] bytes). A value declared longer than the bytes there are is not
+/// read (see [`read_instance_header_from`]).
+pub fn identify_instance(
+    prefix: &[u8],
+    complete: bool,
+    through: Tag,
+) -> Result<Option<InstanceIdentity>, IdentityError> {
+    let last_try = complete || prefix.len() >= MAX_IDENTITY_PREFIX;
+    let more = |error: IdentityError| if last_try { Err(error) } else { Ok(None) };
+    if prefix.len() < PART10_PREFIX_LEN {
+        return more(IdentityError::NotPart10(format!(
+            "{} bytes, shorter than the 128-byte preamble and 'DICM'",
+            prefix.len()
+        )));
+    }
+    check_part10_prefix(prefix).map_err(IdentityError::NotPart10)?;
+
+    let mut meta_bytes = io::Cursor::new(&prefix[PREAMBLE_LEN..]);
+    let meta = match dicom::object::FileMetaTable::from_reader(&mut meta_bytes) {
+        Ok(meta) => meta,
+        Err(e) => return more(IdentityError::NotPart10(format!("file meta group: {e}"))),
+    };
+    let data_set_start = PREAMBLE_LEN + meta_bytes.position() as usize;
+    let media_uid = non_empty(meta.media_storage_sop_instance_uid());
+    let transfer_syntax = meta.transfer_syntax().to_string();
+    let unreadable = |reason: String| IdentityError::Unreadable {
+        sop_instance_uid: media_uid.clone().unwrap_or_else(|| "(unnamed)".into()),
+        transfer_syntax: transfer_syntax.clone(),
+        reason,
+    };
+    let Some(syntax) = TransferSyntaxRegistry.get(&transfer_syntax) else {
+        return Err(unreadable(
+            "the transfer syntax is unknown to the DICOM parser".into(),
+        ));
+    };
+    let deflated = match syntax.codec() {
+        Codec::Dataset(None) => {
+            return Err(unreadable(
+                "the DICOM parser cannot read data sets of this transfer syntax".into(),
+            ));
+        }
+        Codec::Dataset(Some(_)) => true,
+        _ => false,
+    };
+    if !deflated
+        && let Err(reason) = check_declared_lengths(
+            io::Cursor::new(&prefix[PART10_PREFIX_LEN..]),
+            prefix.len() as u64,
+        )
+    {
+        return more(unreadable(reason));
+    }
+
+    let data_set = &prefix[data_set_start..];
+    let source: Box<dyn Read> = match syntax.codec() {
+        Codec::Dataset(Some(adapter)) => {
+            adapter.adapt_reader(Box::new(io::Cursor::new(data_set.to_vec())))
+        }
+        _ => Box::new(io::Cursor::new(data_set.to_vec())),
+    };
+    let reader = match DataSetReader::new_with_ts(source, syntax) {
+        Ok(reader) => reader,
+        Err(e) => return more(unreadable(e.to_string())),
+    };
+    let mut found = Found::default();
+    let mut depth = 0usize;
+    let mut wanted: Option<Tag> = None;
+    let mut reached = false;
+    for token in reader {
+        let token = match token {
+            Ok(token) => token,
+            Err(e) => return more(unreadable(e.to_string())),
+        };
+        match token {
+            DataToken::ElementHeader(header) if depth == 0 && header.tag >= through => {
+                reached = true;
+                break;
+            }
+            DataToken::SequenceStart { tag, .. } if depth == 0 && tag >= through => {
+                reached = true;
+                break;
+            }
+            DataToken::PixelSequenceStart if depth == 0 => {
+                reached = true;
+                break;
+            }
+            DataToken::ElementHeader(header) => {
+                if deflated
+                    && let Some(len) = header.len.get()
+                    && len > MAX_INFLATED_VALUE
+                {
+                    return Err(unreadable(format!(
+                        "element {} declares {len} bytes",
+                        header.tag
+                    )));
+                }
+                wanted = (depth == 0).then_some(header.tag);
+            }
+            DataToken::PrimitiveValue(value) => {
+                if let Some(tag) = wanted.take() {
+                    found.note(tag, &value);
+                }
+            }
+            DataToken::SequenceStart { .. } | DataToken::PixelSequenceStart => depth += 1,
+            DataToken::SequenceEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    // The data set ended before `through`: all of it was read only if the prefix is whole.
+    if !reached && !complete {
+        return more(unreadable("the data set ends early".into()));
+    }
+    let Some(sop_instance_uid) = found.sop_instance_uid.or(media_uid.clone()) else {
+        return Err(unreadable("it has no SOP Instance UID (0008,0018)".into()));
+    };
+    Ok(Some(InstanceIdentity {
+        sop_instance_uid,
+        transfer_syntax,
+        modality: found.modality,
+        instance_number: found.instance_number,
+    }))
+}
+
+#[derive(Default)]
+struct Found {
+    sop_instance_uid: Option<String>,
+    modality: Option<String>,
+    instance_number: Option<i64>,
+}
+
+impl Found {
+    fn note(&mut self, tag: Tag, value: &dicom::core::PrimitiveValue) {
+        let text = non_empty(&value.to_str());
+        if tag == tags::SOP_INSTANCE_UID {
+            self.sop_instance_uid = text;
+        } else if tag == tags::MODALITY {
+            self.modality = text;
+        } else if tag == tags::INSTANCE_NUMBER {
+            self.instance_number = text.and_then(|t| t.parse().ok());
+        }
+    }
+}
+
 /// Counts the bytes read through it: the position in the file.
 struct Counting<'a, R> {
     inner: R,

@@ -1,10 +1,11 @@
 //! A DICOM source over a local folder: the embedded default's DICOM server.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use dicom_series::ports::{
-    DicomServer, DicomSource, FetchError, InstanceListing, RetrievedInstance, SeriesKey,
+    Archive, DicomServer, DicomSource, FetchError, InstanceListing, SeriesArchive, SeriesKey,
 };
 
 use crate::header::{InstanceHeader, is_part10, read_instance_header};
@@ -13,8 +14,8 @@ use crate::header::{InstanceHeader, is_part10, read_instance_header};
 /// credentials are ignored). Every regular file under it, in any layout of subfolders, is
 /// considered; files that are not Part-10 and hidden files (name starting with `.`) are
 /// skipped. Each call scans the folder again, reading headers only, so files added later
-/// are found. Retrieval copies the series' files into the target folder as
-/// `{n:06}.dcm` (n = 1, 2, ... in path order).
+/// are found. Retrieval copies the series' files, in path order, into the archive it is
+/// given, through a bounded buffer.
 #[derive(Clone, Debug, Default)]
 pub struct LocalFolderSource;
 
@@ -39,6 +40,7 @@ impl DicomSource for LocalFolderSource {
             .map(|(_, header)| InstanceListing {
                 sop_instance_uid: header.sop_instance_uid,
                 instance_number: header.instance_number,
+                modality: header.modality,
             })
             .collect())
     }
@@ -47,11 +49,10 @@ impl DicomSource for LocalFolderSource {
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-        dir: &Path,
-    ) -> Result<Vec<RetrievedInstance>, FetchError> {
+        archive: SeriesArchive,
+    ) -> Result<Archive, FetchError> {
         let root = PathBuf::from(&server.root);
         let series = series.clone();
-        let dir = dir.to_path_buf();
         run_blocking(move || {
             let found = scan(&root, &series)?;
             if found.is_empty() {
@@ -62,7 +63,7 @@ impl DicomSource for LocalFolderSource {
                     series.series_instance_uid
                 )));
             }
-            copy_all(found, &dir)
+            copy_all(found, archive)
         })
         .await
     }
@@ -138,34 +139,29 @@ pub(crate) fn scan_where(
     Ok(found)
 }
 
-/// Copies the files into `dir`; on error removes what it copied.
+/// Copies the files into the archive (on error, dropping it removes what was written).
 fn copy_all(
     found: Vec<(PathBuf, InstanceHeader)>,
-    dir: &Path,
-) -> Result<Vec<RetrievedInstance>, FetchError> {
-    let mut retrieved: Vec<RetrievedInstance> = Vec::with_capacity(found.len());
-    for (n, (source, header)) in found.into_iter().enumerate() {
-        let target = dir.join(format!("{:06}.dcm", n + 1));
-        match std::fs::copy(&source, &target) {
-            Ok(size) => retrieved.push(RetrievedInstance {
-                path: target,
-                sop_instance_uid: header.sop_instance_uid,
-                modality: header.modality,
-                instance_number: header.instance_number,
-                size,
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_file(&target);
-                for done in &retrieved {
-                    let _ = std::fs::remove_file(&done.path);
-                }
-                return Err(FetchError::Permanent(format!(
-                    "cannot copy {} to {}: {e}",
-                    source.display(),
-                    target.display()
-                )));
+    mut archive: SeriesArchive,
+) -> Result<Archive, FetchError> {
+    let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
+    for (source, header) in found {
+        let cannot_read = |e: std::io::Error| {
+            FetchError::Permanent(format!("cannot read {}: {e}", source.display()))
+        };
+        let mut file = std::fs::File::open(&source).map_err(cannot_read)?;
+        let size = file.metadata().map_err(cannot_read)?.len();
+        archive.begin_instance(&header.sop_instance_uid, Some(size))?;
+        loop {
+            let read = file.read(&mut buffer).map_err(cannot_read)?;
+            if read == 0 {
+                break;
             }
+            archive.write(&buffer[..read])?;
         }
     }
-    Ok(retrieved)
+    Ok(archive.finish()?)
 }
+
+/// Copy buffer of a retrieval.
+const COPY_BUFFER_BYTES: usize = 256 * 1024;

@@ -163,31 +163,36 @@ impl SyntheticSeries {
         }
     }
 
-    /// Writes the series into `dir` ([`SyntheticSeries::write`]) and describes each file as
-    /// a [`DicomSource`](dicom_series::ports::DicomSource) would have retrieved it.
-    pub fn write_retrieved(
-        &self,
-        dir: &Path,
-    ) -> Result<Vec<dicom_series::ports::RetrievedInstance>, SyntheticError> {
-        self.write(dir)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, path)| {
-                let size = std::fs::metadata(&path)
-                    .map_err(|e| SyntheticError::Write {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?
-                    .len();
-                Ok(dicom_series::ports::RetrievedInstance {
-                    path,
-                    sop_instance_uid: self.sop_instance_uid(i),
-                    modality: self.modality.clone(),
-                    instance_number: self.instance_numbers[i],
-                    size,
-                })
+    /// The series as a DICOM server lists it.
+    pub fn listing(&self) -> Vec<dicom_series::ports::InstanceListing> {
+        (0..self.len())
+            .map(|i| dicom_series::ports::InstanceListing {
+                sop_instance_uid: self.sop_instance_uid(i),
+                instance_number: self.instance_numbers[i],
+                modality: self.modality.clone(),
             })
             .collect()
+    }
+
+    /// Writes every instance, in order, into an archive of the series (blocking), as a
+    /// DICOM source would.
+    pub fn archive_into(
+        &self,
+        writer: Box<dyn dicom_series::ports::ArchiveWriter>,
+    ) -> Result<dicom_series::ports::Archive, SyntheticError> {
+        let failed = |e: dicom_series::ports::ArchiveError| SyntheticError::Write {
+            path: PathBuf::from("(archive)"),
+            message: e.to_string(),
+        };
+        let mut archive = dicom_series::SeriesArchive::new(&self.listing(), writer);
+        for index in 0..self.len() {
+            let bytes = self.instance_bytes(index)?;
+            archive
+                .begin_instance(&self.sop_instance_uid(index), Some(bytes.len() as u64))
+                .map_err(failed)?;
+            archive.write(&bytes).map_err(failed)?;
+        }
+        archive.finish().map_err(failed)
     }
 
     /// The instance at `index` as a DICOM object with its file meta group.

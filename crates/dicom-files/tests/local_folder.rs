@@ -5,7 +5,10 @@ use std::path::Path;
 
 use dicom_files::synthetic::SyntheticSeries;
 use dicom_files::{LocalFolderSource, is_part10, read_instance_header};
-use dicom_series::ports::{DicomCredentials, DicomServer, DicomSource, FetchError, SeriesKey};
+use dicom_series::ports::{
+    Archive, ArchiveError, ArchiveWriter, DicomCredentials, DicomServer, DicomSource, FetchError,
+    SeriesArchive, SeriesKey,
+};
 
 fn server(root: &Path) -> DicomServer {
     DicomServer {
@@ -82,26 +85,65 @@ async fn lists_and_copies_one_series_from_a_nested_folder() {
     numbers.sort();
     assert_eq!(numbers, vec![None, Some(1), Some(2), Some(2), Some(7)]);
 
-    let out = tempfile::tempdir().unwrap();
-    let retrieved = source
-        .retrieve_series(&server(root.path()), &key(&wanted), out.path())
+    let (writer, entries) = Entries::new();
+    let archive = source
+        .retrieve_series(
+            &server(root.path()),
+            &key(&wanted),
+            SeriesArchive::new(&listed, Box::new(writer)),
+        )
         .await
         .unwrap();
-    assert_eq!(retrieved.len(), 5);
-    for instance in &retrieved {
-        let index: usize = instance
-            .sop_instance_uid
-            .rsplit('.')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let original = root.path().join(format!("a/b/{:05}.dcm", index - 1));
-        let bytes = std::fs::read(&instance.path).unwrap();
-        assert_eq!(bytes, std::fs::read(original).unwrap());
-        assert_eq!(instance.size, bytes.len() as u64);
-        assert_eq!(instance.modality.as_deref(), Some("CT"));
-        assert!(instance.path.starts_with(out.path()));
+    assert_eq!(archive.entries.len(), 5);
+    let entries = entries.lock().unwrap();
+    // In path order, under the listing's names, with the files' bytes.
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "CT_2.dcm",
+            "CT_unnumbered_1.dcm",
+            "CT_2_2.dcm",
+            "CT_1.dcm",
+            "CT_7.dcm"
+        ]
+    );
+    for (index, (_, bytes)) in entries.iter().enumerate() {
+        let original = root.path().join(format!("a/b/{index:05}.dcm"));
+        assert_eq!(*bytes, std::fs::read(original).unwrap());
+    }
+}
+
+type Written = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// Entries in memory.
+struct Entries(Written);
+
+impl Entries {
+    fn new() -> (Self, Written) {
+        let written = Written::default();
+        (Entries(written.clone()), written)
+    }
+}
+
+impl ArchiveWriter for Entries {
+    fn start_entry(&mut self, name: &str, _: Option<u64>) -> Result<(), ArchiveError> {
+        self.0.lock().unwrap().push((name.to_string(), Vec::new()));
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ArchiveError> {
+        let mut entries = self.0.lock().unwrap();
+        entries.last_mut().unwrap().1.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Archive, ArchiveError> {
+        let entries = self.0.lock().unwrap();
+        Ok(Archive {
+            path: "a.zip".into(),
+            file_name: "a.zip".into(),
+            entries: entries.iter().map(|e| e.0.clone()).collect(),
+            size: 0,
+        })
     }
 }
 
@@ -121,9 +163,13 @@ async fn an_unknown_series_or_folder_is_a_permanent_error() {
             .unwrap()
             .is_empty()
     );
-    let out = tempfile::tempdir().unwrap();
+    let (writer, entries) = Entries::new();
     match source
-        .retrieve_series(&server(root.path()), &unknown, out.path())
+        .retrieve_series(
+            &server(root.path()),
+            &unknown,
+            SeriesArchive::new(&[], Box::new(writer)),
+        )
         .await
     {
         Err(FetchError::Permanent(message)) => {
@@ -134,7 +180,7 @@ async fn an_unknown_series_or_folder_is_a_permanent_error() {
         }
         other => panic!("expected a permanent error, got {other:?}"),
     }
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    assert!(entries.lock().unwrap().is_empty());
 
     let missing = root.path().join("missing");
     match source.list_instances(&server(&missing), &unknown).await {

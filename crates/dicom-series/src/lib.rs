@@ -12,6 +12,7 @@
 //! archiver, ML app), [`repository`], [`queue`], [`scratch`] and [`time::Clock`].
 
 pub mod access;
+pub mod archive;
 mod change;
 pub mod ids;
 pub mod ml_apps;
@@ -29,6 +30,7 @@ pub mod time;
 pub mod worker;
 
 pub use access::{Member, Membership, NotAMember, OrganizationAccessError};
+pub use archive::{SeriesArchive, entry_names, modality_part};
 pub use ids::{OrganizationId, RunId, SeriesId};
 pub use ml_apps::{InvalidMlApps, MlAppDirectory, MlAppRoute};
 pub use organization::{

@@ -1,14 +1,17 @@
 //! What the DICOM series domain needs from outside.
 //!
-//! Retrieval and archiving work on local files so that memory never grows with a series:
-//! the source streams each instance to its own file, the archiver streams those files into
-//! one ZIP file, the ML app client streams that file out.
+//! One pass: the worker lists the series once and decides every entry name from the
+//! listing ([`SeriesArchive`]); the source streams each instance it retrieves straight into
+//! its entry of the archive the archiver opened on disk; the ML app client streams that one
+//! file out. Memory never grows with an instance or a series.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+
+pub use crate::archive::SeriesArchive;
 
 /// A series within an organization: study *and* series UID (the reference system matched on
 /// the study alone and updated the wrong series).
@@ -40,28 +43,21 @@ pub enum DicomCredentials {
     },
 }
 
-/// One instance as listed by a search (QIDO-RS).
+/// One instance as listed by a search (QIDO-RS), with what names its archive entry. A
+/// source fills in from the instance's Part-10 header what its search does not give.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceListing {
     pub sop_instance_uid: String,
+    /// Instance Number (0020,0013); `None` when the instance has none.
     pub instance_number: Option<i64>,
-}
-
-/// One instance of a series, written whole to a local Part-10 file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetrievedInstance {
-    pub path: PathBuf,
-    pub sop_instance_uid: String,
+    /// Modality (0008,0060); `None` when the instance has none.
     pub modality: Option<String>,
-    pub instance_number: Option<i64>,
-    /// Bytes in the file.
-    pub size: u64,
 }
 
 /// Whether trying again later may succeed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
-    /// Connection refused or reset, 5xx, timeout: worth retrying.
+    /// Connection refused or reset, 5xx, timeout, a full disk: worth retrying.
     #[error("{0}")]
     Transient(String),
     /// Not found, unauthorized, not DICOM, inconsistent series: retrying will not help.
@@ -69,28 +65,42 @@ pub enum FetchError {
     Permanent(String),
 }
 
+impl From<ArchiveError> for FetchError {
+    /// A write failure is transient; instances other than the listed ones are permanent.
+    fn from(error: ArchiveError) -> Self {
+        match error {
+            ArchiveError::Write(_) => FetchError::Transient(error.to_string()),
+            ArchiveError::NotListed(_) => FetchError::Permanent(error.to_string()),
+        }
+    }
+}
+
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait DicomSource: Send + Sync {
-    /// The instances the server lists for the series (QIDO-RS).
+    /// The instances of the series (QIDO-RS), each with its InstanceNumber and Modality
+    /// (read from the instance's header when the search lacks them).
     async fn list_instances(
         &self,
         server: &DicomServer,
         series: &SeriesKey,
     ) -> Result<Vec<InstanceListing>, FetchError>;
 
-    /// Writes every instance of the series into `dir` (which exists and is empty), one
-    /// Part-10 file per instance, as the bytes arrive (WADO-RS, one streamed request).
-    /// Each file holds exactly the instance's bytes, never MIME framing.
+    /// Retrieves every instance of the series into `archive` as its bytes arrive (WADO-RS,
+    /// one streamed request): for each instance [`SeriesArchive::begin_instance`] with its
+    /// SOP Instance UID, then its Part-10 bytes exactly (never MIME framing) through
+    /// [`SeriesArchive::write`]; at the end [`SeriesArchive::finish`], whose archive it
+    /// returns. Those calls do blocking file I/O: make them from a blocking thread. On an
+    /// error, dropping `archive` removes what was written.
     async fn retrieve_series(
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-        dir: &Path,
-    ) -> Result<Vec<RetrievedInstance>, FetchError>;
+        archive: SeriesArchive,
+    ) -> Result<Archive, FetchError>;
 }
 
-/// What [`SeriesArchiver::archive`] produced.
+/// What an [`ArchiveWriter`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Archive {
     pub path: PathBuf,
@@ -101,21 +111,40 @@ pub struct Archive {
     pub size: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("could not build the series archive: {0}")]
-pub struct ArchiveError(pub String);
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    /// Writing the archive failed (a full disk...): worth retrying.
+    #[error("could not build the series archive: {0}")]
+    Write(String),
+    /// The source sent an instance the listing does not have, twice the same one, or not
+    /// every listed one.
+    #[error("{0}")]
+    NotListed(String),
+}
 
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait SeriesArchiver: Send + Sync {
-    /// Streams the instances into the ZIP of contract 2.3 inside `dir`. The file appears
-    /// under its final name only when it is complete; on error nothing is left behind.
-    async fn archive(
+    /// A new, empty ZIP of contract 2.3 for the series inside `dir`, to be written entry by
+    /// entry. The file appears under its final name only when finished; until then, and if
+    /// the writer is dropped unfinished, nothing is left behind.
+    async fn create(
         &self,
         series: &SeriesKey,
-        instances: &[RetrievedInstance],
         dir: &Path,
-    ) -> Result<Archive, ArchiveError>;
+    ) -> Result<Box<dyn ArchiveWriter>, ArchiveError>;
+}
+
+/// One archive being written, entry after entry, front to back. Blocking (file I/O): used
+/// from the sources' blocking threads through [`SeriesArchive`].
+pub trait ArchiveWriter: Send {
+    /// Ends the current entry, if any, and starts entry `name`; `size` is its length when
+    /// known in advance (an entry of 4 GiB or more needs it).
+    fn start_entry(&mut self, name: &str, size: Option<u64>) -> Result<(), ArchiveError>;
+    /// The next bytes of the current entry.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ArchiveError>;
+    /// Ends the last entry and completes the archive under its final name.
+    fn finish(self: Box<Self>) -> Result<Archive, ArchiveError>;
 }
 
 /// The query of `POST {ml_app}/predict` (contract 2.4), plus the run it belongs to.

@@ -2,11 +2,12 @@
 //! report does not come.
 //!
 //! One attempt: mark the series `in_progress` (stored before anything is sent), list the
-//! instances, retrieve them into a fresh temporary folder, archive them into another, send
-//! the archive to the ML app, record the submission, and give the job back to be claimed at
-//! the report deadline. A transient failure gives the job back for a later attempt (backoff
+//! instances once (which decides every entry name), retrieve them straight into a ZIP in a
+//! fresh temporary folder (one streamed pass: each instance is written once, into its
+//! entry, as it arrives), send the finished archive to the ML app, record the submission,
+//! and give the job back to be claimed at the report deadline. A transient failure gives the job back for a later attempt (backoff
 //! with jitter) until the attempts run out; a permanent one fails the run at once. The
-//! temporary folders go when the attempt ends, however it ends.
+//! temporary folder goes when the attempt ends, however it ends.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,8 +19,8 @@ use tokio::sync::Notify;
 use crate::change::{ChangeError, change_series};
 use crate::ml_apps::MlAppDirectory;
 use crate::ports::{
-    DicomSource, FetchError, MlApp, PredictionRequest, RetrievedInstance, SeriesArchiver,
-    SubmitError,
+    DicomSource, FetchError, InstanceListing, MlApp, PredictionRequest, SeriesArchive,
+    SeriesArchiver, SubmitError,
 };
 use crate::queue::{ClaimedJob, JobPhase, JobQueue, LeaseError};
 use crate::repository::{OrganizationRepository, SeriesRepository, StoreError};
@@ -246,7 +247,13 @@ impl JobWorker {
             return self.fail(job, series, &reason).await;
         }
 
-        if run.attempts >= self.settings.retry.max_attempts {
+        let since_first = run
+            .started_at
+            .and_then(|first| (now - first).to_std().ok())
+            .unwrap_or_default();
+        if run.attempts >= self.settings.retry.max_attempts
+            || (run.attempts > 0 && since_first > self.settings.retry.window)
+        {
             // The previous attempts ended without a verdict (e.g. the worker died each time).
             let reason = format!(
                 "gave up after {} attempts; last error: {}",
@@ -283,11 +290,22 @@ impl JobWorker {
             Err(AttemptError::Store(e)) => Err(e),
             Err(AttemptError::Permanent(reason)) => self.fail(job, series, &reason).await,
             Err(AttemptError::Transient(error)) => {
-                if !self.settings.retry.allows_another(attempt) {
+                let now = self.ports.clock.now();
+                let since_first = series
+                    .run
+                    .as_ref()
+                    .and_then(|r| r.started_at)
+                    .and_then(|first| (now - first).to_std().ok())
+                    .unwrap_or_default();
+                let Some(delay) = self.settings.retry.next_attempt(attempt, since_first) else {
+                    tracing::info!(
+                        attempt,
+                        "no retry after {}: the retry window is over",
+                        human_duration(since_first)
+                    );
                     let reason = format!("gave up after {attempt} attempts; last error: {error}");
                     return self.fail(job, series, &reason).await;
-                }
-                let now = self.ports.clock.now();
+                };
                 match change_series(self.ports.series.as_ref(), series.id, Some(series), |s| {
                     s.note_retry(job.run_id, &error, now)
                 })
@@ -299,7 +317,6 @@ impl JobWorker {
                         return self.complete(job, JobOutcome::Obsolete).await;
                     }
                 }
-                let delay = self.settings.retry.random_delay(attempt);
                 let outcome = JobOutcome::RetryLater {
                     attempt,
                     delay,
@@ -332,8 +349,8 @@ impl JobWorker {
         }
     }
 
-    /// Retrieves, archives and sends the series. The temporary folders are removed when
-    /// this returns or is cancelled.
+    /// Lists, retrieves into an archive and sends the series. The temporary folder is
+    /// removed when this returns or is cancelled.
     async fn send(
         &self,
         series: &Series,
@@ -383,47 +400,29 @@ impl JobWorker {
             )));
         }
 
-        let scratch_error = |e| AttemptError::Transient(format!("{e}"));
-        let instances_dir = ports
-            .scratch
-            .create(&format!("series-{}-instances", run.id))
-            .await
-            .map_err(scratch_error)?;
-        let instances = ports
-            .source
-            .retrieve_series(server, key, instances_dir.path())
-            .await
-            .map_err(from_server)?;
-        if instances.len() < listed.len() {
-            return Err(AttemptError::Transient(format!(
-                "the DICOM server {} of {} listed {} instances for study {} series {} but sent {}",
-                server.root,
-                organization.name,
-                listed.len(),
-                key.study_instance_uid,
-                key.series_instance_uid,
-                instances.len()
-            )));
-        }
-        let modality = modality_of(&instances).ok_or_else(|| {
+        let modality = modality_of(&listed).ok_or_else(|| {
             AttemptError::Permanent(format!(
                 "no instance of study {} series {} names its Modality (0008,0060); the ML app needs it",
                 key.study_instance_uid, key.series_instance_uid
             ))
         })?;
 
+        // One pass: each instance goes straight into its entry of the archive as it arrives.
         let archive_dir = ports
             .scratch
             .create(&format!("series-{}-archive", run.id))
             .await
-            .map_err(scratch_error)?;
-        let archive = ports
+            .map_err(|e| AttemptError::Transient(format!("{e}")))?;
+        let writer = ports
             .archiver
-            .archive(key, &instances, archive_dir.path())
+            .create(key, archive_dir.path())
             .await
             .map_err(|e| AttemptError::Transient(e.to_string()))?;
-        // The archive holds everything now; the disk space of the instances can go.
-        drop(instances_dir);
+        let archive = ports
+            .source
+            .retrieve_series(server, key, SeriesArchive::new(&listed, writer))
+            .await
+            .map_err(from_server)?;
 
         // Send only while this worker still holds the job.
         let now = ports.clock.now();
@@ -539,8 +538,9 @@ impl JobWorker {
     }
 }
 
-/// The series' modality: the one most instances name (ties: the first alphabetically).
-pub fn modality_of(instances: &[RetrievedInstance]) -> Option<String> {
+/// The series' modality: the one most listed instances name (ties: the first
+/// alphabetically).
+pub fn modality_of(instances: &[InstanceListing]) -> Option<String> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for modality in instances.iter().filter_map(|i| i.modality.as_deref()) {
         let modality = modality.trim();

@@ -14,7 +14,7 @@ use common::*;
 use dicom_series::ports::{
     Archive, ArchiveError, DicomServer, DicomSource, FetchError, InstanceListing, MlApp,
     MlAppEndpoint, MockDicomSource, MockMlApp, MockSeriesArchiver, PredictionRequest,
-    RetrievedInstance, SeriesKey, SubmitError,
+    SeriesArchive, SeriesKey, SubmitError,
 };
 use dicom_series::repository::MockSeriesRepository;
 use dicom_series::*;
@@ -29,6 +29,7 @@ fn settings() -> WorkerSettings {
         poll_interval: Duration::from_millis(10),
         retry: RetryPolicy {
             max_attempts: 3,
+            window: Duration::from_secs(3600),
             first_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(60),
         },
@@ -114,18 +115,18 @@ fn source_of(n: usize, modality: Option<&'static str>) -> MockDicomSource {
     let mut source = MockDicomSource::new();
     source
         .expect_list_instances()
-        .returning(move |_, _| Ok(listing(n)));
+        .returning(move |_, _| Ok(listing_of(n, modality)));
     source
         .expect_retrieve_series()
-        .returning(move |_, _, dir| Ok(write_instances(dir, n, modality)));
+        .returning(move |_, _, archive| feed(archive, n));
     source
 }
 
 fn archiver() -> MockSeriesArchiver {
     let mut archiver = MockSeriesArchiver::new();
     archiver
-        .expect_archive()
-        .returning(|key, instances, dir| Ok(write_archive(key, instances, dir)));
+        .expect_create()
+        .returning(|key, dir| Ok(stand_in(key, dir)));
     archiver
 }
 
@@ -154,27 +155,33 @@ async fn a_series_is_marked_in_progress_then_retrieved_archived_and_sent() {
         .withf(move |server: &DicomServer, key: &SeriesKey| {
             server.root == org.dicom_server.root && *key == common::key("1.2.3.4")
         })
-        .returning(|_, _| Ok(listing(3)));
+        .returning(|_, _| Ok(listing_of(3, Some("MR"))));
+    let mut archiver = MockSeriesArchiver::new();
+    archiver
+        .expect_create()
+        .times(1)
+        .withf(|key: &SeriesKey, dir: &Path| {
+            // The archive goes into a fresh, empty folder.
+            *key == common::key("1.2.3.4")
+                && dir.is_dir()
+                && std::fs::read_dir(dir).unwrap().next().is_none()
+        })
+        .returning(|key, dir| Ok(stand_in(key, dir)));
     let store = h.store.clone();
     source
         .expect_retrieve_series()
         .times(1)
-        .returning(move |_, _, dir: &Path| {
-            // The DICOM source gets a fresh, empty folder.
-            assert!(dir.is_dir() && std::fs::read_dir(dir).unwrap().next().is_none());
+        .returning(move |_, _, mut archive: SeriesArchive| {
+            // Names decided from the listing; instances written as they arrive.
+            assert_eq!(archive.listed(), 3);
+            assert_eq!(archive.entry_name("1.2.3.4.2"), Some("MR_3.dcm"));
             assert_eq!(store.series(series_id).state, PredictionState::InProgress);
-            Ok(write_instances(dir, 3, Some("MR")))
+            for i in [2, 0, 1] {
+                archive.begin_instance(&format!("1.2.3.4.{i}"), None)?;
+                archive.write(b"DICM")?;
+            }
+            Ok(archive.finish()?)
         });
-    let mut archiver = MockSeriesArchiver::new();
-    archiver
-        .expect_archive()
-        .times(1)
-        .withf(|_, instances: &[RetrievedInstance], dir: &Path| {
-            instances.len() == 3
-                && instances.iter().all(|i| i.path.exists())
-                && !instances.iter().any(|i| i.path.starts_with(dir))
-        })
-        .returning(|key, instances, dir| Ok(write_archive(key, instances, dir)));
     let mut ml_app = MockMlApp::new();
     let store = h.store.clone();
     ml_app
@@ -189,6 +196,7 @@ async fn a_series_is_marked_in_progress_then_retrieved_archived_and_sent() {
                     && request.model_type == MODEL
                     && archive.path.exists()
                     && archive.file_name == "dicom_1.2.3_1.2.3.4.zip"
+                    && archive.entries == ["MR_3.dcm", "MR_1.dcm", "MR_2.dcm"]
             },
         )
         .returning(move |_, _, _| {
@@ -214,7 +222,7 @@ async fn a_series_is_marked_in_progress_then_retrieved_archived_and_sent() {
     assert_eq!(job.phase, JobPhase::AwaitReport);
     assert_eq!(job.run_after, deadline);
     assert!(job.lease.is_none());
-    assert_eq!(h.scratch.created().len(), 2);
+    assert_eq!(h.scratch.created().len(), 1);
     h.scratch.assert_all_removed();
     // Nothing is due until the deadline.
     assert_eq!(worker.run_once().await.unwrap(), None);
@@ -289,12 +297,13 @@ async fn transient_retrieval_failures_are_retried_with_backoff_then_fail_with_th
     source
         .expect_retrieve_series()
         .times(3)
-        .returning(|_, _, dir| {
+        .returning(|_, _, mut archive| {
             // Part of the series arrived before the connection dropped.
-            write_instances(dir, 1, Some("CT"));
+            archive.begin_instance("1.2.3.4.0", None)?;
+            archive.write(b"DI")?;
             Err(FetchError::Transient("connection reset by peer".into()))
         });
-    let worker = h.worker(source, MockSeriesArchiver::new(), MockMlApp::new());
+    let worker = h.worker(source, archiver(), MockMlApp::new());
 
     for attempt in 1..=2u32 {
         let outcome = worker.run_once().await.unwrap().unwrap();
@@ -357,7 +366,7 @@ async fn a_permanent_retrieval_failure_fails_at_once_with_the_reason() {
                 "401 Unauthorized: check the organization's credentials".into(),
             ))
         });
-    let worker = h.worker(source, MockSeriesArchiver::new(), MockMlApp::new());
+    let worker = h.worker(source, archiver(), MockMlApp::new());
     assert!(matches!(
         worker.run_once().await.unwrap(),
         Some(JobOutcome::Failed { .. })
@@ -424,7 +433,7 @@ async fn a_series_the_server_does_not_list_fails_with_what_to_check() {
 }
 
 #[tokio::test]
-async fn fewer_instances_than_listed_is_retried_and_never_sent() {
+async fn fewer_instances_than_listed_fail_and_are_never_sent() {
     let h = Harness::new().await;
     let (series_id, _) = h.predict().await;
     let mut source = MockDicomSource::new();
@@ -433,16 +442,40 @@ async fn fewer_instances_than_listed_is_retried_and_never_sent() {
         .returning(|_, _| Ok(listing(5)));
     source
         .expect_retrieve_series()
-        .returning(|_, _, dir| Ok(write_instances(dir, 4, Some("CT"))));
-    let worker = h.worker(source, MockSeriesArchiver::new(), MockMlApp::new());
+        .returning(|_, _, archive| feed(archive, 4));
+    let worker = h.worker(source, archiver(), MockMlApp::new());
     let outcome = worker.run_once().await.unwrap().unwrap();
-    assert!(
-        matches!(outcome, JobOutcome::RetryLater { .. }),
-        "{outcome:?}"
-    );
-    let error = h.store.series(series_id).run.unwrap().last_error.unwrap();
+    assert!(matches!(outcome, JobOutcome::Failed { .. }), "{outcome:?}");
+    let error = failed_reason(&h.store, series_id);
     assert!(
         error.contains("listed 5 instances") && error.contains("sent 4"),
+        "{error}"
+    );
+    h.scratch.assert_all_removed();
+}
+
+#[tokio::test]
+async fn an_instance_that_was_not_listed_fails_and_is_never_sent() {
+    let h = Harness::new().await;
+    let (series_id, _) = h.predict().await;
+    let mut source = MockDicomSource::new();
+    source
+        .expect_list_instances()
+        .returning(|_, _| Ok(listing(2)));
+    source
+        .expect_retrieve_series()
+        .returning(|_, _, mut archive| {
+            archive.begin_instance("1.2.3.4.0", None)?;
+            archive.write(b"DICM")?;
+            archive.begin_instance("9.9.9", None)?;
+            Ok(archive.finish()?)
+        });
+    let worker = h.worker(source, archiver(), MockMlApp::new());
+    let outcome = worker.run_once().await.unwrap().unwrap();
+    assert!(matches!(outcome, JobOutcome::Failed { .. }), "{outcome:?}");
+    let error = failed_reason(&h.store, series_id);
+    assert!(
+        error.contains("9.9.9") && error.contains("not among the 2 listed"),
         "{error}"
     );
     h.scratch.assert_all_removed();
@@ -470,11 +503,15 @@ async fn an_archive_failure_is_retried_and_leaves_nothing_behind() {
     let h = Harness::new().await;
     let (series_id, _) = h.predict().await;
     let mut archiver = MockSeriesArchiver::new();
-    archiver.expect_archive().times(1).returning(|_, _, dir| {
+    archiver.expect_create().times(1).returning(|_, dir| {
         std::fs::write(dir.join("partial.zip.tmp"), b"PK").unwrap();
-        Err(ArchiveError("No space left on device".into()))
+        Err(ArchiveError::Write("No space left on device".into()))
     });
-    let worker = h.worker(source_of(3, Some("CT")), archiver, MockMlApp::new());
+    let mut source = MockDicomSource::new();
+    source
+        .expect_list_instances()
+        .returning(|_, _| Ok(listing(3)));
+    let worker = h.worker(source, archiver, MockMlApp::new());
     let outcome = worker.run_once().await.unwrap().unwrap();
     assert!(
         matches!(outcome, JobOutcome::RetryLater { .. }),
@@ -522,7 +559,8 @@ async fn an_ml_app_that_is_down_is_retried_and_a_later_attempt_sends() {
     let run = h.store.series(series_id).run.unwrap();
     assert_eq!(run.attempts, 2);
     assert_eq!(h.store.job(run_id).unwrap().phase, JobPhase::AwaitReport);
-    assert_eq!(h.scratch.created().len(), 4);
+    // One folder an attempt, each gone.
+    assert_eq!(h.scratch.created().len(), 2);
     h.scratch.assert_all_removed();
 }
 
@@ -732,18 +770,20 @@ async fn a_worker_that_lost_its_lease_does_not_send() {
         .returning(|_, _| Ok(listing(1)));
     let store = h.store.clone();
     let clock = h.clock.clone();
-    source.expect_retrieve_series().returning(move |_, _, dir| {
-        // The retrieval took longer than the lease and another worker took the job over.
-        clock.advance(LEASE * 2);
-        let mut state = store.0.lock().unwrap();
-        let row = state.jobs.get_mut(&run_id).unwrap();
-        row.lease = Some((
-            ClaimToken(uuid::Uuid::new_v4()),
-            clock.now() + chrono::Duration::seconds(60),
-            "worker-2".into(),
-        ));
-        Ok(write_instances(dir, 1, Some("CT")))
-    });
+    source
+        .expect_retrieve_series()
+        .returning(move |_, _, archive| {
+            // The retrieval took longer than the lease and another worker took the job over.
+            clock.advance(LEASE * 2);
+            let mut state = store.0.lock().unwrap();
+            let row = state.jobs.get_mut(&run_id).unwrap();
+            row.lease = Some((
+                ClaimToken(uuid::Uuid::new_v4()),
+                clock.now() + chrono::Duration::seconds(60),
+                "worker-2".into(),
+            ));
+            feed(archive, 1)
+        });
     // No expectation: a submission would fail the test.
     let worker = h.worker(source, archiver(), MockMlApp::new());
     assert_eq!(
@@ -850,7 +890,8 @@ async fn a_database_failure_before_sending_sends_nothing_and_leaves_the_job_to_i
 }
 
 /// A DICOM source whose retrieval never ends, to stop a worker mid-job.
-struct EndlessSource(Arc<Mutex<Option<std::path::PathBuf>>>);
+/// It keeps the archive it was given: still open while the attempt runs.
+struct EndlessSource(Arc<Mutex<Option<SeriesArchive>>>);
 
 #[async_trait]
 impl DicomSource for EndlessSource {
@@ -865,10 +906,11 @@ impl DicomSource for EndlessSource {
         &self,
         _: &DicomServer,
         _: &SeriesKey,
-        dir: &Path,
-    ) -> Result<Vec<RetrievedInstance>, FetchError> {
-        write_instances(dir, 1, Some("CT"));
-        *self.0.lock().unwrap() = Some(dir.to_path_buf());
+        mut archive: SeriesArchive,
+    ) -> Result<Archive, FetchError> {
+        archive.begin_instance("1.2.3.4.0", None)?;
+        archive.write(b"DI")?;
+        *self.0.lock().unwrap() = Some(archive);
         std::future::pending().await
     }
 }
@@ -902,8 +944,14 @@ async fn a_long_retrieval_keeps_its_lease_and_a_shutdown_gives_the_job_back() {
         until > h.clock.now(),
         "the lease ran out during the retrieval"
     );
-    let dir = started.lock().unwrap().clone().unwrap();
-    assert!(dir.exists());
+    assert!(started.lock().unwrap().is_some());
+    let dir = h.scratch.created()[0].clone();
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_some(),
+        "the archive is being written"
+    );
+    // The attempt's future owns what the source holds; here the test holds it: let go.
+    started.lock().unwrap().take();
 
     stop.send(()).unwrap();
     running.await.unwrap();
@@ -916,12 +964,10 @@ async fn a_long_retrieval_keeps_its_lease_and_a_shutdown_gives_the_job_back() {
 
 #[test]
 fn the_modality_is_the_one_most_instances_name() {
-    let instance = |m: Option<&str>| RetrievedInstance {
-        path: "x".into(),
+    let instance = |m: Option<&str>| InstanceListing {
         sop_instance_uid: "1".into(),
         modality: m.map(str::to_string),
         instance_number: None,
-        size: 0,
     };
     assert_eq!(
         modality_of(&[
@@ -937,4 +983,49 @@ fn the_modality_is_the_one_most_instances_name() {
         Some("CT".into())
     );
     assert_eq!(modality_of(&[instance(None), instance(Some(" "))]), None);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_end_of_the_window_whatever_the_count() {
+    let h = Harness::new().await;
+    let (series_id, _) = h.predict().await;
+    let mut source = MockDicomSource::new();
+    source
+        .expect_list_instances()
+        .returning(|_, _| Err(FetchError::Transient("connection refused".into())));
+    let mut settings = settings();
+    settings.retry = RetryPolicy {
+        max_attempts: 1000,
+        window: Duration::from_secs(100),
+        first_delay: Duration::from_secs(10),
+        max_delay: Duration::from_secs(40),
+    };
+    let worker = JobWorker::new(
+        "worker-1",
+        h.ports(source, MockSeriesArchiver::new(), MockMlApp::new()),
+        ml_apps(),
+        settings,
+        Arc::new(Notify::new()),
+    );
+    // Waits of 5-10, 10-20, 20-40, 20-40 s... until the next would begin after 100 s.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match worker.run_once().await.unwrap().unwrap() {
+            JobOutcome::RetryLater { delay, .. } => h.clock.advance(delay),
+            JobOutcome::Failed { reason } => {
+                assert!(
+                    reason.starts_with(&format!("gave up after {attempts} attempts")),
+                    "{reason}"
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(attempts < 20, "the window did not end the retries");
+    }
+    assert!((3..=9).contains(&attempts), "{attempts}");
+    let run = h.store.series(series_id).run.unwrap();
+    let span = run.finished_at.unwrap() - run.started_at.unwrap();
+    assert!(span <= chrono::Duration::seconds(100), "{span}");
 }

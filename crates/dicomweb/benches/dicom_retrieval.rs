@@ -2,11 +2,13 @@
 //! about 0.5 MB each) is uploaded to Orthanc, then retrieved two ways, each in a child
 //! process of its own so that its peak memory (VmHWM) is its own:
 //!
-//! - `qido`: the QIDO-RS listing alone (part of `zip`, run beside its download);
+//! - `qido`: the QIDO-RS listing alone (part of `zip`, before its download);
 //! - `plain`: one streamed download of the series' WADO-RS URL to a file (reqwest), the
 //!   floor for any retrieval;
-//! - `zip`: `DicomWebSource::retrieve_series` (multipart parsing, one file per instance,
-//!   header checks, QIDO-RS comparison) then `ZipArchiver::archive`, as the backend does.
+//! - `zip`: the QIDO-RS listing, then `DicomWebSource::retrieve_series` straight into a
+//!   `ZipArchiver` archive (multipart parsing, each part identified by its header and
+//!   written into its entry as it arrives, checked against the listing), as the backend
+//!   does.
 //!
 //! ```sh
 //! eval "$(deploy/services.sh env)"   # or any Orthanc with DICOMweb: TEST_ORTHANC_URL
@@ -22,7 +24,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use dicom_files::synthetic::SyntheticSeries;
-use dicom_series::ports::{DicomCredentials, DicomServer, DicomSource, SeriesArchiver, SeriesKey};
+use dicom_series::ports::{
+    DicomCredentials, DicomServer, DicomSource, SeriesArchive, SeriesArchiver, SeriesKey,
+};
 use dicomweb::{DicomWebOptions, DicomWebSource, WADO_ACCEPT};
 use futures::StreamExt;
 use series_zip::ZipArchiver;
@@ -234,25 +238,21 @@ async fn retrieve_and_zip(root: &str, key: &SeriesKey, dir: &Path) -> (u64, Stri
         root: root.to_string(),
         credentials: DicomCredentials::None,
     };
-    let instances_dir = dir.join("instances");
-    std::fs::create_dir_all(&instances_dir).unwrap();
     let started = Instant::now();
-    let instances = DicomWebSource::new(DicomWebOptions::default())
-        .unwrap()
-        .retrieve_series(&server, key, &instances_dir)
+    let source = DicomWebSource::new(DicomWebOptions::default()).unwrap();
+    let listed = source.list_instances(&server, key).await.unwrap();
+    let listing = started.elapsed().as_secs_f64();
+    let writer = ZipArchiver::new().create(key, dir).await.unwrap();
+    let archive = source
+        .retrieve_series(&server, key, SeriesArchive::new(&listed, writer))
         .await
         .unwrap();
-    let retrieved = started.elapsed().as_secs_f64();
-    let archive = ZipArchiver::new()
-        .archive(key, &instances, dir)
-        .await
-        .unwrap();
-    let archived = started.elapsed().as_secs_f64() - retrieved;
+    let retrieved = started.elapsed().as_secs_f64() - listing;
     (
         archive.size,
         format!(
-            "{} instances; retrieval {retrieved:.2} s, ZIP {archived:.2} s",
-            instances.len()
+            "{} instances; listing {listing:.2} s, retrieval into the ZIP {retrieved:.2} s",
+            archive.entries.len()
         ),
     )
 }

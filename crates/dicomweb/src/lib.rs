@@ -1,39 +1,47 @@
 //! The DICOMweb [`DicomSource`]: QIDO-RS to list a series' instances, WADO-RS to retrieve
 //! the whole series in one streamed request (contract 2.2).
 //!
-//! Retrieval writes each part of the `multipart/related` answer to its own file as its
-//! bytes arrive ([`multipart`] parses the body incrementally), so memory does not grow with
-//! an instance or the series. Then each file is checked to be DICOM Part-10 and its header
-//! read (Modality, InstanceNumber; no pixel data), and the instances received are compared
-//! with the QIDO-RS listing (requested beside the download): the same SOP Instance UIDs, as
-//! many. On any error every file written is removed.
+//! Listing asks for each instance's SOP Instance UID, InstanceNumber and Modality; for an
+//! instance the answer gives no InstanceNumber or Modality for, the instance's own header
+//! is read instead (a WADO-RS request of that instance, dropped as soon as its first bytes
+//! name them: [`dicom_files::identify_instance`]).
+//!
+//! Retrieval writes each part of the `multipart/related` answer straight into its entry of
+//! the [`SeriesArchive`] as its bytes arrive ([`multipart`] parses the body incrementally):
+//! a part's first bytes are held only until they say which instance it is (its SOP
+//! Instance UID, read from its header in any transfer syntax the `dicom` crate reads), so
+//! memory does not grow with an instance or the series. The archive refuses an instance
+//! that was not listed or comes twice, and finishes only with every listed one. On any
+//! error the archive is dropped, which removes what was written.
 //!
 //! Error classes ([`FetchError`]): connection refused or reset, timeouts, 408, 429 and 5xx,
 //! and a body without Content-Length that ends before the closing delimiter (the connection
 //! dropped) are `Transient`; 401, 403, 404 and other 4xx, a body that is not
 //! multipart/related or whose declared length ends before the closing delimiter, parts that
-//! are not DICOM, and a series that differs from its listing are `Permanent`. Messages name the server, the study and the series.
+//! are not DICOM or cannot be read, and a series that differs from its listing are `Permanent`;
+//! an archive that cannot be written is `Transient`. Messages name the server, the study and the series.
 //!
 //! Timeouts ([`DicomWebOptions`]): a connect timeout, and an idle read timeout that applies
 //! to each read (a series can be gigabytes, so there is no total timeout on retrieval).
 //! The client does not ask for gzip (Orthanc would spend ~30 ms of CPU per instance on it).
 //! It asks for the instances in their stored transfer syntax ([`WADO_ACCEPT`]), so that
-//! each file is byte for byte the instance the server stores (falling back to the default
+//! each entry is byte for byte the instance the server stores (falling back to the default
 //! transfer syntax only if the server answers 406).
 
 pub mod multipart;
 mod search;
 
-use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use dicom_files::{
+    InstanceIdentity, MAX_IDENTITY_PREFIX, THROUGH_INSTANCE_NUMBER, THROUGH_SOP_INSTANCE_UID,
+    identify_instance,
+};
 use dicom_series::ports::{
-    DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing, RetrievedInstance,
-    SeriesKey,
+    Archive, DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing,
+    SeriesArchive, SeriesKey,
 };
 use futures::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -51,8 +59,12 @@ pub const QIDO_ACCEPT: &str = "application/dicom+json";
 pub const WADO_ACCEPT: &str = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
 /// The Accept header used when a server refuses [`WADO_ACCEPT`] with 406.
 pub const WADO_ACCEPT_DEFAULT_SYNTAX: &str = "multipart/related; type=\"application/dicom\"";
-/// Buffer of each instance file being written.
-const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// A part's first bytes are tried as a header once this many have come, then at each
+/// doubling (and at the part's end).
+const FIRST_IDENTITY_TRY: usize = 4 * 1024;
+/// Instances whose header is read at once when the listing lacks their InstanceNumber or
+/// Modality.
+const HEADER_READS_AT_ONCE: usize = 4;
 /// Body chunks in flight between the network and the writer thread.
 const CHANNEL_CHUNKS: usize = 8;
 
@@ -108,26 +120,24 @@ impl DicomWebSource {
         }
     }
 
-    /// Sends the WADO-RS request and writes the parts into `dir`, reading each one's
-    /// header as soon as it is complete (on error, removes what it wrote). Returns the
-    /// instances in the order received.
-    async fn download_parts(
+    /// Sends a WADO-RS request (asking for the stored transfer syntax, the default one on
+    /// 406) and checks its status and Content-Type. Returns the answer, its boundary, and
+    /// whether it is delimited by the connection's close (no Content-Length).
+    async fn wado(
         &self,
+        ctx: &Context,
         server: &DicomServer,
-        series: &SeriesKey,
-        dir: &Path,
-    ) -> Result<Vec<RetrievedInstance>, FetchError> {
-        let ctx = Context::new(server, series);
-        let url = series_url(&server.root, series);
+        url: &str,
+    ) -> Result<(Response, String, bool), FetchError> {
         let mut response = self
-            .request(server, &url, WADO_ACCEPT)
+            .request(server, url, WADO_ACCEPT)
             .send()
             .await
             .map_err(|e| ctx.transport_error("WADO-RS", &e))?;
         if response.status() == StatusCode::NOT_ACCEPTABLE {
             tracing::info!(server = %ctx.server, "transfer-syntax=* refused (406): asking for the default transfer syntax");
             response = self
-                .request(server, &url, WADO_ACCEPT_DEFAULT_SYNTAX)
+                .request(server, url, WADO_ACCEPT_DEFAULT_SYNTAX)
                 .send()
                 .await
                 .map_err(|e| ctx.transport_error("WADO-RS", &e))?;
@@ -146,14 +156,26 @@ impl DicomWebSource {
         // drops looks like the end of the body: the truncated multipart is then the only sign,
         // and retrying may well succeed.
         let close_delimited = response.content_length().is_none();
+        Ok((response, boundary, close_delimited))
+    }
+
+    /// Retrieves the series (one WADO-RS request) into `archive` and finishes it.
+    async fn download_into(
+        &self,
+        server: &DicomServer,
+        series: &SeriesKey,
+        archive: SeriesArchive,
+    ) -> Result<Archive, FetchError> {
+        let ctx = Context::new(server, series);
+        let url = series_url(&server.root, series);
+        let (response, boundary, close_delimited) = self.wado(&ctx, server, &url).await?;
 
         // The network side stays here; parsing and writing run on a blocking thread, fed
         // through a bounded channel (backpressure: at most CHANNEL_CHUNKS chunks in flight).
         let (sender, receiver) = tokio::sync::mpsc::channel::<Feed>(CHANNEL_CHUNKS);
         let writer = tokio::task::spawn_blocking({
             let ctx = ctx.clone();
-            let dir = dir.to_path_buf();
-            move || write_parts(&ctx, receiver, &boundary, &dir, close_delimited)
+            move || write_parts(&ctx, receiver, &boundary, archive, close_delimited)
         });
         let mut body = response.bytes_stream();
         let mut network_error = None;
@@ -178,9 +200,70 @@ impl DicomWebSource {
             .await
             .map_err(|e| FetchError::Transient(format!("the instance writer failed: {e}")))?;
         match network_error {
-            // The writer saw the feed stop without its end and removed its files.
+            // The writer saw the feed stop without its end and dropped its archive.
             Some(e) => Err(e),
             None => written,
+        }
+    }
+
+    /// Reads the InstanceNumber and Modality of one instance from its header: the first
+    /// bytes of its WADO-RS answer, the rest never read.
+    async fn header_of(
+        &self,
+        server: &DicomServer,
+        series: &SeriesKey,
+        sop_instance_uid: &str,
+    ) -> Result<InstanceIdentity, FetchError> {
+        let ctx = Context::new(server, series);
+        let url = format!(
+            "{}/instances/{sop_instance_uid}",
+            series_url(&server.root, series)
+        );
+        let (mut response, boundary, _) = self.wado(&ctx, server, &url).await?;
+        let malformed = |e: multipart::MultipartError| {
+            FetchError::Permanent(format!(
+                "the WADO-RS answer of {} for instance {sop_instance_uid} is not usable multipart/related: {e}",
+                ctx.describe()
+            ))
+        };
+        let mut parser = MultipartParser::new(&boundary).map_err(malformed)?;
+        let mut events = Vec::new();
+        let mut prefix = PartPrefix::new();
+        loop {
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|e| ctx.transport_error("WADO-RS", &e))?;
+            let (bytes, end) = match &chunk {
+                Some(bytes) => (&bytes[..], false),
+                None => (&[][..], true),
+            };
+            parser.feed(bytes, &mut events).map_err(malformed)?;
+            for event in events.drain(..) {
+                let identity = match event {
+                    Event::Begin(_) => None,
+                    Event::Data(data) => prefix.push(&data, THROUGH_INSTANCE_NUMBER),
+                    Event::End => Some(prefix.end(THROUGH_INSTANCE_NUMBER)),
+                };
+                if let Some(identity) = identity {
+                    let identity = identity.map_err(|e| ctx.unreadable(&e))?;
+                    if identity.sop_instance_uid != sop_instance_uid {
+                        return Err(FetchError::Permanent(format!(
+                            "{} sent instance {} when asked for instance {sop_instance_uid}",
+                            ctx.describe(),
+                            identity.sop_instance_uid
+                        )));
+                    }
+                    return Ok(identity);
+                }
+            }
+            if end {
+                parser.finish().map_err(malformed)?;
+                return Err(FetchError::Permanent(format!(
+                    "{} sent no part for instance {sop_instance_uid}",
+                    ctx.describe()
+                )));
+            }
         }
     }
 }
@@ -196,7 +279,7 @@ impl DicomSource for DicomWebSource {
         let url = format!("{}/instances", series_url(&server.root, series));
         let response = self
             .request(server, &url, QIDO_ACCEPT)
-            .query(&[("includefield", "00200013")])
+            .query(&[("includefield", "00200013"), ("includefield", "00080060")])
             .timeout(self.options.search_timeout)
             .send()
             .await
@@ -209,35 +292,62 @@ impl DicomSource for DicomWebSource {
             .bytes()
             .await
             .map_err(|e| ctx.transport_error("QIDO-RS", &e))?;
-        parse_listing(&body).map_err(|e| {
+        let mut listing = parse_listing(&body).map_err(|e| {
             FetchError::Permanent(format!(
                 "{} answered QIDO-RS with a body that is not a DICOM JSON instance list: {e}",
                 ctx.describe()
             ))
-        })
+        })?;
+        self.complete_from_headers(server, series, &mut listing)
+            .await?;
+        Ok(listing)
     }
 
     async fn retrieve_series(
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-        dir: &Path,
-    ) -> Result<Vec<RetrievedInstance>, FetchError> {
-        let ctx = Context::new(server, series);
-        // The listing runs beside the download: a server may take a while to list a large
-        // series (Orthanc: about 1 s for 1,000 instances).
-        let (instances, listing) = tokio::join!(
-            self.download_parts(server, series, dir),
-            self.list_instances(server, series)
-        );
-        let instances = instances?;
-        let result = listing.and_then(|listing| compare_with_listing(&ctx, &listing, &instances));
-        if let Err(e) = result {
-            let paths: Vec<PathBuf> = instances.into_iter().map(|i| i.path).collect();
-            remove_all(&paths).await;
-            return Err(e);
+        archive: SeriesArchive,
+    ) -> Result<Archive, FetchError> {
+        self.download_into(server, series, archive).await
+    }
+}
+
+impl DicomWebSource {
+    /// Fills in the InstanceNumber and Modality the listing lacks from the instances' own
+    /// headers (a few instances at a time).
+    async fn complete_from_headers(
+        &self,
+        server: &DicomServer,
+        series: &SeriesKey,
+        listing: &mut [InstanceListing],
+    ) -> Result<(), FetchError> {
+        let lacking: Vec<usize> = (0..listing.len())
+            .filter(|&i| listing[i].instance_number.is_none() || listing[i].modality.is_none())
+            .collect();
+        if lacking.is_empty() {
+            return Ok(());
         }
-        Ok(instances)
+        tracing::debug!(
+            server = %server.root, instances = lacking.len(),
+            "the listing lacks InstanceNumber or Modality: reading those instances' headers"
+        );
+        let headers: Vec<(usize, Result<InstanceIdentity, FetchError>)> =
+            futures::stream::iter(lacking)
+                .map(|i| {
+                    let uid = listing[i].sop_instance_uid.clone();
+                    async move { (i, self.header_of(server, series, &uid).await) }
+                })
+                .buffer_unordered(HEADER_READS_AT_ONCE)
+                .collect()
+                .await;
+        for (i, header) in headers {
+            let header = header?;
+            let item = &mut listing[i];
+            item.instance_number = item.instance_number.or(header.instance_number);
+            item.modality = item.modality.take().or(header.modality);
+        }
+        Ok(())
     }
 }
 
@@ -292,6 +402,26 @@ impl Context {
                 self.describe()
             ))
         }
+    }
+
+    /// An instance of the WADO-RS answer (part `part`) that is not one the DICOM parser can
+    /// read: permanent.
+    fn part_unreadable(&self, part: usize, error: &dicom_files::IdentityError) -> FetchError {
+        FetchError::Permanent(format!(
+            "part {part} of the WADO-RS answer of {} is {}",
+            self.describe(),
+            match error {
+                dicom_files::IdentityError::NotPart10(_) => error.to_string(),
+                dicom_files::IdentityError::Unreadable { .. } => format!("unusable: {error}"),
+            }
+        ))
+    }
+
+    fn unreadable(&self, error: &dicom_files::IdentityError) -> FetchError {
+        FetchError::Permanent(format!(
+            "{} sent an instance that is {error}",
+            self.describe()
+        ))
     }
 
     /// Passes 2xx; turns every other status into an error with the server's answer.
@@ -363,56 +493,82 @@ enum Feed {
     End,
 }
 
-/// Parses the multipart body fed through `receiver` and writes each part to `{n:06}.dcm`
-/// (n from 1) in `dir`, reading its header as soon as it is complete. Blocking. On any
-/// error, including a feed that stops without [`Feed::End`], removes every file it wrote.
-fn write_parts(
-    ctx: &Context,
-    receiver: tokio::sync::mpsc::Receiver<Feed>,
-    boundary: &str,
-    dir: &Path,
-    close_delimited: bool,
-) -> Result<Vec<RetrievedInstance>, FetchError> {
-    let mut written: Vec<PathBuf> = Vec::new();
-    let result = write_parts_into(ctx, receiver, boundary, dir, close_delimited, &mut written);
-    if result.is_err() {
-        for path in &written {
-            if let Err(e) = std::fs::remove_file(path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(path = %path.display(), "cannot remove a partial instance file: {e}");
-            }
-        }
-    }
-    result
+/// A part's first bytes, held until they say which instance the part is.
+struct PartPrefix {
+    bytes: Vec<u8>,
+    next_try: usize,
 }
 
-fn write_parts_into(
+impl PartPrefix {
+    fn new() -> Self {
+        Self {
+            bytes: Vec::new(),
+            next_try: FIRST_IDENTITY_TRY,
+        }
+    }
+
+    /// Adds the next bytes; the instance's identity once they tell it.
+    fn push(
+        &mut self,
+        data: &[u8],
+        through: dicom_files::Tag,
+    ) -> Option<Result<InstanceIdentity, dicom_files::IdentityError>> {
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() < self.next_try.min(MAX_IDENTITY_PREFIX) {
+            return None;
+        }
+        self.next_try = self.bytes.len().saturating_mul(2);
+        identify_instance(&self.bytes, false, through).transpose()
+    }
+
+    /// The part is complete: its identity, or why it has none.
+    fn end(
+        &mut self,
+        through: dicom_files::Tag,
+    ) -> Result<InstanceIdentity, dicom_files::IdentityError> {
+        identify_instance(&self.bytes, true, through)
+            .transpose()
+            .unwrap_or_else(|| {
+                Err(dicom_files::IdentityError::NotPart10(
+                    "no identity in a complete instance".into(),
+                ))
+            })
+    }
+}
+
+/// Where the part being received is.
+enum Part {
+    None,
+    /// Its first bytes, its Content-Length.
+    Identifying(PartPrefix, Option<u64>),
+    /// Its entry is open in the archive.
+    Writing,
+}
+
+/// Parses the multipart body fed through `receiver` and writes each part into its entry of
+/// `archive` as it arrives, then finishes the archive. Blocking. On any error, including a
+/// feed that stops without [`Feed::End`], the archive is dropped, which removes its file.
+fn write_parts(
     ctx: &Context,
     mut receiver: tokio::sync::mpsc::Receiver<Feed>,
     boundary: &str,
-    dir: &Path,
+    mut archive: SeriesArchive,
     close_delimited: bool,
-    written: &mut Vec<PathBuf>,
-) -> Result<Vec<RetrievedInstance>, FetchError> {
+) -> Result<Archive, FetchError> {
     let malformed = |e: multipart::MultipartError| {
         FetchError::Permanent(format!(
             "the WADO-RS answer of {} is not usable multipart/related: {e}",
             ctx.describe()
         ))
     };
-    let io_error = |path: &Path, e: std::io::Error| {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write a retrieved instance");
-        let file = path.file_name().map_or("".into(), |f| f.to_string_lossy());
-        FetchError::Transient(format!(
-            "cannot write instance file {file} to the scratch folder: {}",
-            dicom_series::io_reason(&e)
-        ))
+    let archive_error = |e: dicom_series::ports::ArchiveError| match FetchError::from(e) {
+        FetchError::Permanent(m) => FetchError::Permanent(format!("{}: {m}", ctx.describe())),
+        transient => transient,
     };
     let mut parser = MultipartParser::new(boundary).map_err(malformed)?;
     let mut events = Vec::new();
-    let mut current: Option<(std::io::BufWriter<std::fs::File>, u64)> = None;
-    let mut instances = Vec::new();
+    let mut part = Part::None;
+    let mut parts = 0usize;
     loop {
         let chunk = match receiver.blocking_recv() {
             Some(Feed::Chunk(chunk)) => chunk,
@@ -426,29 +582,37 @@ fn write_parts_into(
         parser.feed(&chunk, &mut events).map_err(malformed)?;
         for event in events.drain(..) {
             match event {
-                Event::Begin(_) => {
-                    let path = dir.join(format!("{:06}.dcm", written.len() + 1));
-                    let file = std::fs::File::create(&path).map_err(|e| io_error(&path, e))?;
-                    written.push(path);
-                    current = Some((
-                        std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
-                        0,
-                    ));
+                Event::Begin(headers) => {
+                    parts += 1;
+                    part = Part::Identifying(PartPrefix::new(), headers.content_length);
                 }
-                Event::Data(data) => {
-                    if let (Some((writer, size)), Some(path)) = (current.as_mut(), written.last()) {
-                        writer.write_all(&data).map_err(|e| io_error(path, e))?;
-                        *size += data.len() as u64;
+                Event::Data(data) => match &mut part {
+                    Part::Writing => archive.write(&data).map_err(archive_error)?,
+                    Part::Identifying(prefix, size) => {
+                        if let Some(identity) = prefix.push(&data, THROUGH_SOP_INSTANCE_UID) {
+                            let identity = identity.map_err(|e| ctx.part_unreadable(parts, &e))?;
+                            archive
+                                .begin_instance(&identity.sop_instance_uid, *size)
+                                .map_err(archive_error)?;
+                            archive.write(&prefix.bytes).map_err(archive_error)?;
+                            part = Part::Writing;
+                        }
                     }
-                }
+                    Part::None => {}
+                },
                 Event::End => {
-                    if let (Some((mut writer, size)), Some(path)) = (current.take(), written.last())
+                    if let Part::Identifying(mut prefix, size) =
+                        std::mem::replace(&mut part, Part::None)
                     {
-                        // Working files: flushed, not synced (a crash restarts the job).
-                        writer.flush().map_err(|e| io_error(path, e))?;
-                        drop(writer);
-                        instances.push(instance_of(ctx, path, size, written.len())?);
+                        let identity = prefix
+                            .end(THROUGH_SOP_INSTANCE_UID)
+                            .map_err(|e| ctx.part_unreadable(parts, &e))?;
+                        archive
+                            .begin_instance(&identity.sop_instance_uid, size)
+                            .map_err(archive_error)?;
+                        archive.write(&prefix.bytes).map_err(archive_error)?;
                     }
+                    part = Part::None;
                 }
             }
         }
@@ -462,79 +626,13 @@ fn write_parts_into(
         }
         e => malformed(e),
     })?;
-    if instances.is_empty() {
+    if parts == 0 {
         return Err(FetchError::Permanent(format!(
             "{} sent no instance (WADO-RS) for study {} series {}: the series is empty or does not exist there",
             ctx.server, ctx.study, ctx.series
         )));
     }
-    Ok(instances)
-}
-
-/// Checks that the file of part `part` is Part-10 and reads its header.
-fn instance_of(
-    ctx: &Context,
-    path: &Path,
-    size: u64,
-    part: usize,
-) -> Result<RetrievedInstance, FetchError> {
-    let header = dicom_files::read_instance_header(path).map_err(|e| {
-        FetchError::Permanent(format!(
-            "part {part} of the WADO-RS answer of {} is not a usable DICOM instance: {e}",
-            ctx.describe()
-        ))
-    })?;
-    Ok(RetrievedInstance {
-        path: path.to_path_buf(),
-        sop_instance_uid: header.sop_instance_uid,
-        modality: header.modality,
-        instance_number: header.instance_number,
-        size,
-    })
-}
-
-async fn remove_all(paths: &[PathBuf]) {
-    for path in paths {
-        if let Err(e) = tokio::fs::remove_file(path).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), "cannot remove a partial instance file: {e}");
-        }
-    }
-}
-
-/// The instances received must be exactly the ones listed.
-fn compare_with_listing(
-    ctx: &Context,
-    listing: &[InstanceListing],
-    instances: &[RetrievedInstance],
-) -> Result<(), FetchError> {
-    let listed: HashSet<&str> = listing
-        .iter()
-        .map(|l| l.sop_instance_uid.as_str())
-        .collect();
-    let received: HashSet<&str> = instances
-        .iter()
-        .map(|i| i.sop_instance_uid.as_str())
-        .collect();
-    if listing.len() == instances.len() && listed == received {
-        return Ok(());
-    }
-    let mut missing: Vec<&str> = listed.difference(&received).copied().collect();
-    let mut unexpected: Vec<&str> = received.difference(&listed).copied().collect();
-    missing.sort_unstable();
-    unexpected.sort_unstable();
-    let sample = |uids: &[&str]| uids.iter().take(3).copied().collect::<Vec<_>>().join(", ");
-    Err(FetchError::Permanent(format!(
-        "{} listed {} instances (QIDO-RS) but sent {} (WADO-RS); {} listed and not sent [{}], {} sent and not listed [{}]",
-        ctx.describe(),
-        listing.len(),
-        instances.len(),
-        missing.len(),
-        sample(&missing),
-        unexpected.len(),
-        sample(&unexpected),
-    )))
+    archive.finish().map_err(archive_error)
 }
 
 /// One item of a QIDO-RS answer: only the two attributes used are kept (serde skips the
@@ -545,6 +643,8 @@ struct QidoItem {
     sop_instance_uid: Option<QidoAttribute>,
     #[serde(rename = "00200013")]
     instance_number: Option<QidoAttribute>,
+    #[serde(rename = "00080060")]
+    modality: Option<QidoAttribute>,
 }
 
 #[derive(serde::Deserialize)]
@@ -553,8 +653,8 @@ struct QidoAttribute {
     value: Vec<serde_json::Value>,
 }
 
-/// Parses a QIDO-RS answer (DICOM JSON model, PS3.18 F.2): SOP Instance UID (00080018)
-/// and Instance Number (00200013, a number or a numeric string).
+/// Parses a QIDO-RS answer (DICOM JSON model, PS3.18 F.2): SOP Instance UID (00080018),
+/// Instance Number (00200013, a number or a numeric string) and Modality (00080060).
 pub fn parse_listing(body: &[u8]) -> Result<Vec<InstanceListing>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
@@ -576,9 +676,13 @@ pub fn parse_listing(body: &[u8]) -> Result<Vec<InstanceListing>, String> {
                 serde_json::Value::String(s) => s.trim().parse().ok(),
                 _ => None,
             });
+            let modality = first(item.modality)
+                .and_then(|v| v.as_str().map(|s| s.trim().to_string()))
+                .filter(|s| !s.is_empty());
             Ok(InstanceListing {
                 sop_instance_uid,
                 instance_number,
+                modality,
             })
         })
         .collect()

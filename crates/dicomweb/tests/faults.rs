@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dicom_files::synthetic::SyntheticSeries;
-use dicom_series::ports::{DicomCredentials, DicomServer, DicomSource, FetchError, SeriesKey};
+use dicom_series::ports::{
+    Archive, DicomCredentials, DicomServer, DicomSource, FetchError, SeriesArchive, SeriesArchiver,
+    SeriesKey,
+};
 use dicomweb::{DicomWebOptions, DicomWebSource};
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,6 +116,7 @@ fn listing(series: &SyntheticSeries, count: usize) -> Reply {
             serde_json::json!({
                 "00080018": {"vr": "UI", "Value": [series.sop_instance_uid(i)]},
                 "00200013": {"vr": "IS", "Value": [i + 1]},
+                "00080060": {"vr": "CS", "Value": ["CT"]},
             })
         })
         .collect();
@@ -198,16 +202,46 @@ fn assert_empty(dir: &Path) {
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
+/// Retrieves the series, as listed, into a ZIP in `dir`.
+async fn retrieve_into(
+    root: &str,
+    series: &SyntheticSeries,
+    dir: &Path,
+) -> Result<Archive, FetchError> {
+    let writer = series_zip::ZipArchiver::new()
+        .create(&key(series), dir)
+        .await
+        .unwrap();
+    source()
+        .retrieve_series(
+            &server(root),
+            &key(series),
+            SeriesArchive::new(&series.listing(), writer),
+        )
+        .await
+}
+
+/// Every entry of the archive: (name, bytes).
+fn entries(archive: &Archive) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive.path).unwrap()).unwrap();
+    (0..zip.len())
+        .map(|i| {
+            let mut entry = zip.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (entry.name().unwrap().to_string(), bytes)
+        })
+        .collect()
+}
+
 async fn retrieve_with(
     reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     series: &SyntheticSeries,
-) -> (Result<usize, FetchError>, tempfile::TempDir) {
+) -> (Result<Archive, FetchError>, tempfile::TempDir) {
     let (root, _) = serve(reply).await;
     let dir = tempfile::tempdir().unwrap();
-    let result = source()
-        .retrieve_series(&server(&root), &key(series), dir.path())
-        .await
-        .map(|instances| instances.len());
+    let result = retrieve_into(&root, series, dir.path()).await;
     (result, dir)
 }
 
@@ -220,7 +254,7 @@ async fn a_well_formed_answer_is_retrieved() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.ends_with("/instances?includefield=00200013") {
+            if req.path.contains("/instances?") {
                 listing(&listed, 3)
             } else {
                 wado(body.clone(), len)
@@ -229,10 +263,13 @@ async fn a_well_formed_answer_is_retrieved() {
         &s,
     )
     .await;
-    assert_eq!(result.unwrap(), 3);
+    let archive = result.unwrap();
+    assert_eq!(archive.path.parent(), Some(dir.path()));
+    let entries = entries(&archive);
+    assert_eq!(entries.len(), 3);
     for (i, part) in parts.iter().enumerate() {
-        let file = dir.path().join(format!("{:06}.dcm", i + 1));
-        assert_eq!(&std::fs::read(file).unwrap(), part);
+        assert_eq!(entries[i].0, format!("CT_{}.dcm", i + 1));
+        assert_eq!(&entries[i].1, part);
     }
 }
 
@@ -453,10 +490,9 @@ async fn nothing_listening_is_transient() {
             .list_instances(&server(&root), &key(&s))
             .await
             .map(|l| l.len()),
-        source()
-            .retrieve_series(&server(&root), &key(&s), dir.path())
+        retrieve_into(&root, &s, dir.path())
             .await
-            .map(|l| l.len()),
+            .map(|a| a.entries.len()),
     ] {
         match result {
             Err(FetchError::Transient(message)) => {
@@ -544,11 +580,8 @@ async fn the_stored_transfer_syntax_is_asked_for_with_a_fallback_on_406() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let retrieved = source()
-        .retrieve_series(&server(&root), &key(&s), dir.path())
-        .await
-        .unwrap();
-    assert_eq!(retrieved.len(), 3);
+    let retrieved = retrieve_into(&root, &s, dir.path()).await.unwrap();
+    assert_eq!(retrieved.entries.len(), 3);
     let accepts: Vec<String> = seen
         .lock()
         .unwrap()
@@ -597,4 +630,130 @@ async fn a_body_without_length_that_stops_early_is_transient() {
         other => panic!("expected a transient error, got {other:?}"),
     }
     assert_empty(dir.path());
+}
+
+#[tokio::test]
+async fn a_listing_without_instance_numbers_is_completed_from_the_headers() {
+    let s = SyntheticSeries::new("MR", 3)
+        .with_size(32, 32)
+        .with_instance_numbers(vec![Some(7), None, Some(5)]);
+    let parts = instances(&s);
+    let served = s.clone();
+    let (root, seen) = serve(move |req| {
+        if req.path.contains("/instances?") {
+            // A search that gives neither InstanceNumber nor Modality.
+            let items: Vec<_> = (0..served.len())
+                .map(|i| serde_json::json!({"00080018": {"vr": "UI", "Value": [served.sop_instance_uid(i)]}}))
+                .collect();
+            let body = serde_json::to_vec(&items).unwrap();
+            Reply {
+                head: format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: {}",
+                    body.len()
+                ),
+                body,
+                stall: None,
+            }
+        } else if let Some(uid) = req.path.split("/instances/").nth(1) {
+            let index = (0..served.len())
+                .find(|&i| served.sop_instance_uid(i) == uid)
+                .unwrap();
+            let body = multipart(&parts[index..=index], true);
+            let len = body.len();
+            wado(body, len)
+        } else {
+            status("500 Internal Server Error", "only instances here")
+        }
+    })
+    .await;
+    let listed = source()
+        .list_instances(&server(&root), &key(&s))
+        .await
+        .unwrap();
+    let numbers: Vec<_> = listed.iter().map(|l| l.instance_number).collect();
+    assert_eq!(numbers, [Some(7), None, Some(5)]);
+    assert!(listed.iter().all(|l| l.modality.as_deref() == Some("MR")));
+    // One header read per instance the search said too little about.
+    let reads = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.contains("/instances/"))
+        .count();
+    assert_eq!(reads, 3);
+    // The same names as from a complete listing.
+    assert_eq!(
+        dicom_series::entry_names(&listed),
+        dicom_series::entry_names(&s.listing())
+    );
+}
+
+#[tokio::test]
+async fn an_instance_whose_transfer_syntax_cannot_be_read_fails_naming_both() {
+    let s = series();
+    let mut parts = instances(&s);
+    // Explicit VR Little Endian becomes a transfer syntax no parser knows (same length).
+    let explicit = b"1.2.840.10008.1.2.1\0";
+    let at = parts[1]
+        .windows(explicit.len())
+        .position(|w| w == explicit)
+        .unwrap();
+    parts[1][at..at + explicit.len()].copy_from_slice(b"1.2.840.99999.9.9.9\0");
+    let body = multipart(&parts, true);
+    let len = body.len();
+    let (result, dir) = retrieve_with(move |_| wado(body.clone(), len), &s).await;
+    match result {
+        Err(FetchError::Permanent(message)) => {
+            assert!(message.contains("part 2"), "{message}");
+            assert!(message.contains(&s.sop_instance_uid(1)), "{message}");
+            assert!(message.contains("1.2.840.99999.9.9.9"), "{message}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_empty(dir.path());
+}
+
+#[tokio::test]
+async fn a_cut_download_retried_whole_gives_a_byte_identical_archive() {
+    let s = SyntheticSeries::new("CT", 6).with_size(64, 64);
+    let parts = instances(&s);
+    let body = multipart(&parts, true);
+    let cut = body[..body.len() / 2].to_vec();
+    let calls = Arc::new(Mutex::new(0usize));
+    let counted = calls.clone();
+    // Like Orthanc (no Content-Length): the first answer stops halfway, the next is whole.
+    let (root, _) = serve(move |_| {
+        let mut calls = counted.lock().unwrap();
+        *calls += 1;
+        Reply {
+            head: format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"
+            ),
+            body: if *calls == 1 { cut.clone() } else { body.clone() },
+            stall: None,
+        }
+    })
+    .await;
+    let first = tempfile::tempdir().unwrap();
+    match retrieve_into(&root, &s, first.path()).await {
+        Err(FetchError::Transient(message)) => {
+            assert!(message.contains("closed before"), "{message}")
+        }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    assert_empty(first.path());
+    // The retry starts over in a fresh folder: nothing of the cut attempt is reused.
+    let retried = tempfile::tempdir().unwrap();
+    let archive = retrieve_into(&root, &s, retried.path()).await.unwrap();
+    let whole = tempfile::tempdir().unwrap();
+    let reference = retrieve_into(&root, &s, whole.path()).await.unwrap();
+    assert_eq!(
+        std::fs::read(&archive.path).unwrap(),
+        std::fs::read(&reference.path).unwrap()
+    );
+    let entries = entries(&archive);
+    assert_eq!(entries.len(), 6);
+    for (i, part) in parts.iter().enumerate() {
+        assert_eq!(&entries[i].1, part, "entry {}", entries[i].0);
+    }
 }

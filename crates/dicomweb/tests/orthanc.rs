@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use dicom_files::synthetic::SyntheticSeries;
 use dicom_series::ports::{
-    Archive, DicomCredentials, DicomServer, DicomSource, FetchError, RetrievedInstance,
-    SeriesArchiver, SeriesKey,
+    Archive, DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing,
+    SeriesArchive, SeriesArchiver, SeriesKey,
 };
 use dicomweb::{DicomWebOptions, DicomWebSource};
 use futures::StreamExt;
@@ -98,25 +98,28 @@ async fn stored_file(client: &reqwest::Client, sop_instance_uid: &str) -> Vec<u8
         .to_vec()
 }
 
-/// Retrieves and archives a series into fresh folders under `work`.
+/// Lists a series, then retrieves it straight into a ZIP in a fresh folder under `work`
+/// (what one attempt of the worker does). Returns the listing and the archive.
 async fn retrieve_and_archive(
     key: &SeriesKey,
     work: &Path,
     run: &str,
-) -> (Vec<RetrievedInstance>, Archive) {
-    let instances_dir = work.join(format!("{run}-instances"));
+) -> (Vec<InstanceListing>, Archive) {
     let out_dir = work.join(format!("{run}-out"));
-    std::fs::create_dir_all(&instances_dir).unwrap();
     std::fs::create_dir_all(&out_dir).unwrap();
-    let instances = source()
-        .retrieve_series(&dicomweb(), key, &instances_dir)
+    let listed = source().list_instances(&dicomweb(), key).await.unwrap();
+    let writer = ZipArchiver::new().create(key, &out_dir).await.unwrap();
+    let archive = source()
+        .retrieve_series(&dicomweb(), key, SeriesArchive::new(&listed, writer))
         .await
         .unwrap();
-    let archive = ZipArchiver::new()
-        .archive(key, &instances, &out_dir)
-        .await
-        .unwrap();
-    (instances, archive)
+    // Only the finished archive is in the folder.
+    let files: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files, vec![archive.path.clone()]);
+    (listed, archive)
 }
 
 /// Every entry of the archive: (name, bytes).
@@ -186,32 +189,30 @@ fn key_of(series: &SyntheticSeries) -> SeriesKey {
 async fn real_pydicom_files_come_back_byte_identical() {
     let files = test_support::dicom_test_files();
     let work = tempfile::tempdir().unwrap();
-    // Two uncompressed files, and two compressed ones (JPEG 2000, RLE) that must come back
-    // as stored, not transcoded.
+    // Two uncompressed files, two compressed ones (JPEG 2000, RLE) that must come back as
+    // stored, not transcoded, and a deflated one (its whole data set is deflated: the header
+    // is read through the dicom crate's inflater).
     for name in [
         "CT_small.dcm",
         "MR_small.dcm",
         "JPEG2000.dcm",
         "SC_rgb_rle.dcm",
+        "image_dfl.dcm",
     ] {
         let path = files.join(name);
         upload(vec![std::fs::read(&path).unwrap()]).await;
         let header = dicom_files::read_instance_header(&path).unwrap();
-        let modality = series_zip::modality_part(header.modality.as_deref());
+        let modality = dicom_series::modality_part(header.modality.as_deref());
         let modality = modality.as_str();
         let key = SeriesKey {
             study_instance_uid: header.study_instance_uid.clone(),
             series_instance_uid: header.series_instance_uid.clone(),
         };
-        let listed = source().list_instances(&dicomweb(), &key).await.unwrap();
+        let (listed, archive) = retrieve_and_archive(&key, work.path(), name).await;
         assert_eq!(listed.len(), 1, "{name}");
         assert_eq!(listed[0].sop_instance_uid, header.sop_instance_uid);
-        assert_eq!(listed[0].instance_number, header.instance_number);
-
-        let (instances, archive) = retrieve_and_archive(&key, work.path(), modality).await;
-        assert_eq!(instances.len(), 1);
-        assert_eq!(instances[0].modality, header.modality);
-        assert_eq!(instances[0].instance_number, header.instance_number);
+        assert_eq!(listed[0].instance_number, header.instance_number, "{name}");
+        assert_eq!(listed[0].modality, header.modality, "{name}");
         let expected_name = match header.instance_number {
             Some(n) => format!("{modality}_{n}.dcm"),
             None => format!("{modality}_unnumbered_1.dcm"),
@@ -243,9 +244,18 @@ async fn missing_and_repeated_instance_numbers_get_distinct_stable_names() {
     upload_series(&series).await;
     let key = key_of(&series);
     let work = tempfile::tempdir().unwrap();
-    let (instances, first) = retrieve_and_archive(&key, work.path(), "first").await;
-    assert_eq!(instances.len(), 10);
-    let names = check_against_orthanc(&first, 10).await;
+    let (listed, first) = retrieve_and_archive(&key, work.path(), "first").await;
+    assert_eq!(listed.len(), 10);
+    let mut names = check_against_orthanc(&first, 10).await;
+    names.sort_by_key(|n| {
+        let number = n.trim_start_matches("CT_").trim_end_matches(".dcm");
+        let (number, repeat) = number.split_once('_').unwrap_or((number, "1"));
+        (
+            number.parse::<i64>().unwrap_or(i64::MAX),
+            repeat.parse::<i64>().unwrap_or(0),
+            n.clone(),
+        )
+    });
     assert_eq!(
         names,
         vec![
@@ -306,9 +316,8 @@ async fn a_series_of_a_thousand_instances() {
     assert_eq!(listed.len(), 1000);
     let work = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let (instances, archive) = retrieve_and_archive(&key, work.path(), "big").await;
+    let (_, archive) = retrieve_and_archive(&key, work.path(), "big").await;
     let took = started.elapsed();
-    assert_eq!(instances.len(), 1000);
     let names = check_against_orthanc(&archive, 1000).await;
     assert!(names.contains(&"CT_20_2.dcm".to_string()));
     assert!(names.contains(&"CT_unnumbered_2.dcm".to_string()));
@@ -333,8 +342,9 @@ async fn an_unknown_series_is_permanent() {
             .is_empty()
     );
     let dir = tempfile::tempdir().unwrap();
+    let writer = ZipArchiver::new().create(&key, dir.path()).await.unwrap();
     match source()
-        .retrieve_series(&dicomweb(), &key, dir.path())
+        .retrieve_series(&dicomweb(), &key, SeriesArchive::new(&[], writer))
         .await
     {
         Err(FetchError::Permanent(message)) => {

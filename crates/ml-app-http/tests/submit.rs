@@ -19,12 +19,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn archive_of(dir: &Path, modality: &str, count: usize) -> Archive {
     let series = SyntheticSeries::new(modality, count).with_size(32, 32);
-    let instances = series.write_retrieved(&dir.join("files")).unwrap();
-    let key = series.key();
-    ZipArchiver::new()
-        .archive(&key, &instances, dir)
-        .await
-        .unwrap()
+    let writer = ZipArchiver::new().create(&series.key(), dir).await.unwrap();
+    series.archive_into(writer).unwrap()
 }
 
 fn request(modality: &str, model_type: &str) -> PredictionRequest {

@@ -1,48 +1,39 @@
 //! The series ZIP of contract 2.3, with the `zip` crate (pinned; only this crate uses it to
 //! write).
 //!
-//! [`ZipArchiver`] writes `dicom_{study}_{series}.zip` into the folder it is given, one
-//! entry per instance holding the instance's Part-10 bytes exactly:
+//! [`ZipArchiver`] opens `dicom_{study}_{series}.zip` in the folder it is given as a
+//! [`ZipEntryWriter`], which the DICOM source fills entry by entry as the instances arrive
+//! (the entry names are the domain's, decided from the listing: see
+//! [`dicom_series::archive`]):
 //!
 //! - entries are *stored* (no compression: DICOM pixel data hardly compresses, and the
-//!   archive is built on the critical path), each copied from its file through a bounded
-//!   buffer, so memory does not grow with an instance or the series; an entry of 4 GiB or
-//!   more is written as zip64, and the archive switches to zip64 by itself when its
-//!   offsets pass 4 GiB;
-//! - the work runs on a blocking thread (`spawn_blocking`);
+//!   archive is built on the critical path); the `zip` crate computes each entry's CRC-32 as
+//!   the bytes go through and, the file being seekable, goes back to write the CRC and sizes
+//!   into the entry's local header when the entry ends (no data descriptor). Each byte is
+//!   written to disk once, through one bounded buffer: memory does not grow with an
+//!   instance or the series;
+//! - an entry announced at 4 GiB or more is written as zip64 (an entry that turns out that
+//!   large without having been announced fails the archive), and the archive switches to
+//!   zip64 by itself when its offsets pass 4 GiB;
+//! - an entry announced with a size must get exactly that many bytes;
 //! - the archive is written under a temporary name (`.dicom_..._{uuid}.partial` in the same
-//!   folder), synced, and renamed to its final name only when complete; on any error the
-//!   temporary file is removed, so nothing partial is ever visible under the final name;
-//! - each file must still hold the size recorded at retrieval, else the archive fails.
+//!   folder), synced, and renamed to its final name only when complete; a writer dropped
+//!   before [`finish`](ArchiveWriter::finish) (any error, a cancelled attempt) removes its
+//!   file, so nothing partial is ever visible under the final name.
 //!
-//! # Entry names ([`entry_names`])
-//!
-//! Instances are sorted by (InstanceNumber, SOP Instance UID), instances without an
-//! InstanceNumber last; then, with `M` the instance's Modality (letters and digits only,
-//! `OT` when missing or empty):
-//!
-//! - the first instance with number `n` is `M_n.dcm` (e.g. `CT_1.dcm`, `CT_-2.dcm`);
-//! - further instances with the same `M` and `n` are `M_n_2.dcm`, `M_n_3.dcm`, ... in SOP
-//!   Instance UID order;
-//! - instances without InstanceNumber are `M_unnumbered_1.dcm`, `M_unnumbered_2.dcm`, ...
-//!   in SOP Instance UID order.
-//!
-//! The names are distinct (the modality has no `_`, so the parts cannot run into each
-//! other) and depend only on the set of instances, never on the order they were retrieved
-//! in: the same series gives the same names on every run.
+//! [`archive_files`] archives files already on disk (tests, tools).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use dicom_series::io_reason;
-use dicom_series::ports::{Archive, ArchiveError, RetrievedInstance, SeriesArchiver, SeriesKey};
+use dicom_series::ports::{Archive, ArchiveError, ArchiveWriter, SeriesArchiver, SeriesKey};
 use zip::CompressionMethod;
 use zip::write::SimpleFileOptions;
 
-/// Copy buffer for each entry.
+/// Copy buffer of [`archive_files`].
 pub const COPY_BUFFER_BYTES: usize = 256 * 1024;
 /// Output buffer of the archive file.
 pub const OUTPUT_BUFFER_BYTES: usize = 1024 * 1024;
@@ -61,18 +52,17 @@ impl ZipArchiver {
 
 #[async_trait]
 impl SeriesArchiver for ZipArchiver {
-    async fn archive(
+    async fn create(
         &self,
         series: &SeriesKey,
-        instances: &[RetrievedInstance],
         dir: &Path,
-    ) -> Result<Archive, ArchiveError> {
+    ) -> Result<Box<dyn ArchiveWriter>, ArchiveError> {
         let series = series.clone();
-        let instances = instances.to_vec();
         let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || write_archive(&series, &instances, &dir))
+        let writer = tokio::task::spawn_blocking(move || ZipEntryWriter::create(&series, &dir))
             .await
-            .map_err(|e| ArchiveError(format!("the archiving thread failed: {e}")))?
+            .map_err(|e| ArchiveError::Write(format!("the archiving thread failed: {e}")))??;
+        Ok(Box::new(writer))
     }
 }
 
@@ -95,68 +85,6 @@ fn file_name_safe(value: &str) -> String {
             } else {
                 '_'
             }
-        })
-        .collect()
-}
-
-/// The modality part of an entry name: letters and digits of the Modality, `OT` (other)
-/// when that leaves nothing.
-pub fn modality_part(modality: Option<&str>) -> String {
-    let cleaned: String = modality
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    if cleaned.is_empty() {
-        "OT".to_string()
-    } else {
-        cleaned
-    }
-}
-
-/// The entries of the archive in the order written: (index into `instances`, name). See the
-/// [crate documentation](crate#entry-names-entry_names) for the rule.
-pub fn entry_names(instances: &[RetrievedInstance]) -> Vec<(usize, String)> {
-    let mut order: Vec<usize> = (0..instances.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (&instances[a], &instances[b]);
-        // Numbered first (false < true), then by number, then by UID.
-        (
-            a.instance_number.is_none(),
-            a.instance_number,
-            &a.sop_instance_uid,
-        )
-            .cmp(&(
-                b.instance_number.is_none(),
-                b.instance_number,
-                &b.sop_instance_uid,
-            ))
-    });
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    order
-        .into_iter()
-        .map(|index| {
-            let instance = &instances[index];
-            let modality = modality_part(instance.modality.as_deref());
-            let name = match instance.instance_number {
-                Some(number) => {
-                    let base = format!("{modality}_{number}");
-                    let count = seen.entry(base.clone()).or_insert(0);
-                    *count += 1;
-                    if *count == 1 {
-                        format!("{base}.dcm")
-                    } else {
-                        format!("{base}_{count}.dcm")
-                    }
-                }
-                None => {
-                    let base = format!("{modality}_unnumbered");
-                    let count = seen.entry(base.clone()).or_insert(0);
-                    *count += 1;
-                    format!("{base}_{count}.dcm")
-                }
-            };
-            (index, name)
         })
         .collect()
 }
@@ -184,97 +112,162 @@ impl Drop for Partial {
     }
 }
 
-/// Writes the archive (blocking); see the [crate documentation](crate).
-pub fn write_archive(
-    series: &SeriesKey,
-    instances: &[RetrievedInstance],
-    dir: &Path,
-) -> Result<Archive, ArchiveError> {
-    if instances.is_empty() {
-        return Err(ArchiveError("the series has no instance to archive".into()));
+/// A ZIP being written entry by entry (blocking); see the [crate documentation](crate).
+pub struct ZipEntryWriter {
+    // Dropped before `partial`, which then removes the file.
+    zip: zip::ZipWriter<BufWriter<File>>,
+    partial: Partial,
+    final_path: PathBuf,
+    file_name: String,
+    entries: Vec<String>,
+    /// Bytes announced for the current entry, and bytes written to it.
+    current: Option<(Option<u64>, u64)>,
+}
+
+impl ZipEntryWriter {
+    /// Creates the temporary file of the archive of `series` in `dir`.
+    pub fn create(series: &SeriesKey, dir: &Path) -> Result<Self, ArchiveError> {
+        let file_name = archive_file_name(series);
+        let final_path = dir.join(&file_name);
+        let partial = Partial {
+            path: dir.join(format!(
+                ".{file_name}.{}.partial",
+                uuid::Uuid::new_v4().simple()
+            )),
+            kept: false,
+        };
+        let file = File::create(&partial.path).map_err(|e| {
+            tracing::warn!(path = %partial.path.display(), error = %e, "cannot create an archive");
+            ArchiveError::Write(format!("cannot create the archive: {}", io_reason(&e)))
+        })?;
+        Ok(Self {
+            zip: zip::ZipWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file)),
+            partial,
+            final_path,
+            file_name,
+            entries: Vec::new(),
+            current: None,
+        })
     }
-    let file_name = archive_file_name(series);
-    let final_path = dir.join(&file_name);
-    let partial = Partial {
-        path: dir.join(format!(
-            ".{file_name}.{}.partial",
-            uuid::Uuid::new_v4().simple()
-        )),
-        kept: false,
-    };
-    let file = File::create(&partial.path).map_err(|e| {
-        tracing::warn!(path = %partial.path.display(), error = %e, "cannot create an archive");
-        ArchiveError(format!("cannot create the archive: {}", io_reason(&e)))
-    })?;
-    let mut zip = zip::ZipWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file));
-    let names = entry_names(instances);
-    let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
-    for (index, name) in &names {
-        let instance = &instances[*index];
+
+    /// Checks that the current entry got the bytes it announced.
+    fn end_entry(&mut self) -> Result<(), ArchiveError> {
+        if let Some((Some(announced), written)) = self.current.take()
+            && announced != written
+        {
+            let name = self.entries.last().map_or("", String::as_str);
+            return Err(ArchiveError::Write(format!(
+                "entry {name} got {written} bytes, not the {announced} announced"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl ArchiveWriter for ZipEntryWriter {
+    fn start_entry(&mut self, name: &str, size: Option<u64>) -> Result<(), ArchiveError> {
+        self.end_entry()?;
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Stored)
             .last_modified_time(zip::DateTime::default())
             .unix_permissions(0o644)
-            .large_file(instance.size >= ZIP64_ENTRY_THRESHOLD);
-        zip.start_file(name.as_str(), options)
-            .map_err(|e| ArchiveError(format!("cannot start entry {name}: {e}")))?;
-        let mut source = File::open(&instance.path).map_err(|e| {
-            tracing::warn!(path = %instance.path.display(), error = %e, "cannot open an instance");
-            ArchiveError(format!(
-                "cannot open instance {}: {}",
-                instance.sop_instance_uid,
+            .large_file(size.is_some_and(|size| size >= ZIP64_ENTRY_THRESHOLD));
+        self.zip
+            .start_file(name, options)
+            .map_err(|e| ArchiveError::Write(format!("cannot start entry {name}: {e}")))?;
+        self.entries.push(name.to_string());
+        self.current = Some((size, 0));
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ArchiveError> {
+        let Some((_, written)) = self.current.as_mut() else {
+            return Err(ArchiveError::Write(
+                "bytes written before any entry was started".into(),
+            ));
+        };
+        *written += bytes.len() as u64;
+        self.zip.write_all(bytes).map_err(|e| {
+            let name = self.entries.last().map_or("", String::as_str);
+            ArchiveError::Write(format!("cannot write entry {name}: {}", io_reason(&e)))
+        })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Archive, ArchiveError> {
+        self.end_entry()?;
+        if self.entries.is_empty() {
+            return Err(ArchiveError::Write(
+                "the series has no instance to archive".into(),
+            ));
+        }
+        let ZipEntryWriter {
+            zip,
+            partial,
+            final_path,
+            file_name,
+            entries,
+            ..
+        } = *self;
+        let output = zip
+            .finish()
+            .map_err(|e| ArchiveError::Write(format!("cannot finish the archive: {e}")))?;
+        let file = output.into_inner().map_err(|e| {
+            ArchiveError::Write(format!(
+                "cannot write the archive: {}",
+                io_reason(e.error())
+            ))
+        })?;
+        file.sync_all().map_err(|e| {
+            ArchiveError::Write(format!("cannot sync the archive: {}", io_reason(&e)))
+        })?;
+        let size = file
+            .metadata()
+            .map_err(|e| ArchiveError::Write(format!("cannot read the archive's size: {e}")))?
+            .len();
+        drop(file);
+        std::fs::rename(&partial.path, &final_path).map_err(|e| {
+            tracing::warn!(from = %partial.path.display(), to = %final_path.display(), error = %e, "cannot rename an archive");
+            ArchiveError::Write(format!(
+                "cannot put the finished archive in place: {}",
                 io_reason(&e)
             ))
         })?;
-        let mut copied: u64 = 0;
+        partial.keep();
+        tracing::debug!(path = %final_path.display(), entries = entries.len(), size, "series archive written");
+        Ok(Archive {
+            path: final_path,
+            file_name,
+            entries,
+            size,
+        })
+    }
+}
+
+/// Archives files already on disk, as (entry name, path), in that order (blocking). Each
+/// file is copied through a bounded buffer.
+pub fn archive_files(
+    series: &SeriesKey,
+    files: &[(String, PathBuf)],
+    dir: &Path,
+) -> Result<Archive, ArchiveError> {
+    let mut writer = Box::new(ZipEntryWriter::create(series, dir)?);
+    let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
+    for (name, path) in files {
+        let mut source = File::open(path).map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "cannot open a file to archive");
+            ArchiveError::Write(format!("cannot open the file of {name}: {}", io_reason(&e)))
+        })?;
+        let size = source.metadata().ok().map(|m| m.len());
+        writer.start_entry(name, size)?;
         loop {
             let read = source.read(&mut buffer).map_err(|e| {
-                ArchiveError(format!(
-                    "cannot read instance {}: {}",
-                    instance.sop_instance_uid,
-                    io_reason(&e)
-                ))
+                ArchiveError::Write(format!("cannot read the file of {name}: {}", io_reason(&e)))
             })?;
             if read == 0 {
                 break;
             }
-            zip.write_all(&buffer[..read])
-                .map_err(|e| ArchiveError(format!("cannot write entry {name}: {e}")))?;
-            copied += read as u64;
-        }
-        if copied != instance.size {
-            return Err(ArchiveError(format!(
-                "instance {} holds {copied} bytes, not the {} retrieved",
-                instance.sop_instance_uid, instance.size
-            )));
+            writer.write(&buffer[..read])?;
         }
     }
-    let output = zip
-        .finish()
-        .map_err(|e| ArchiveError(format!("cannot finish the archive: {e}")))?;
-    let file = output.into_inner().map_err(|e| {
-        ArchiveError(format!(
-            "cannot write the archive: {}",
-            io_reason(e.error())
-        ))
-    })?;
-    file.sync_all()
-        .map_err(|e| ArchiveError(format!("cannot sync the archive: {}", io_reason(&e))))?;
-    let size = file
-        .metadata()
-        .map_err(|e| ArchiveError(format!("cannot read the archive's size: {e}")))?
-        .len();
-    drop(file);
-    std::fs::rename(&partial.path, &final_path).map_err(|e| {
-        tracing::warn!(from = %partial.path.display(), to = %final_path.display(), error = %e, "cannot rename an archive");
-        ArchiveError(format!("cannot put the finished archive in place: {}", io_reason(&e)))
-    })?;
-    partial.keep();
-    tracing::debug!(path = %final_path.display(), entries = names.len(), size, "series archive written");
-    Ok(Archive {
-        path: final_path,
-        file_name,
-        entries: names.into_iter().map(|(_, name)| name).collect(),
-        size,
-    })
+    writer.finish()
 }

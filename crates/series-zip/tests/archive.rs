@@ -1,85 +1,13 @@
-//! The series ZIP: names, exact bytes, atomic appearance.
+//! The ZIP of contract 2.3 written entry by entry: stored entries holding the instance
+//! bytes exactly, nothing left behind when unfinished, zip64 for an announced 4 GiB entry.
+//! (The entry names are the domain's: `dicom_series::archive`.)
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dicom_files::synthetic::SyntheticSeries;
-use dicom_series::ports::{RetrievedInstance, SeriesArchiver, SeriesKey};
-use series_zip::{ZipArchiver, archive_file_name, entry_names};
-
-fn instance(uid: &str, modality: Option<&str>, number: Option<i64>) -> RetrievedInstance {
-    RetrievedInstance {
-        path: PathBuf::from(format!("/nowhere/{uid}.dcm")),
-        sop_instance_uid: uid.to_string(),
-        modality: modality.map(String::from),
-        instance_number: number,
-        size: 0,
-    }
-}
-
-fn names(instances: &[RetrievedInstance]) -> Vec<String> {
-    entry_names(instances).into_iter().map(|(_, n)| n).collect()
-}
-
-#[test]
-fn missing_and_repeated_numbers_get_distinct_deterministic_names() {
-    let instances = vec![
-        instance("1.9", Some("CT"), Some(2)),
-        instance("1.3", Some("CT"), None),
-        instance("1.1", Some("CT"), Some(2)),
-        instance("1.5", Some("CT"), Some(1)),
-        instance("1.2", Some("CT"), None),
-        instance("1.4", Some("CT"), Some(2)),
-        instance("1.6", Some("CT"), Some(-1)),
-        instance("1.7", None, Some(1)),
-        instance("1.8", Some(" M R "), Some(10)),
-    ];
-    let got = names(&instances);
-    assert_eq!(
-        got,
-        vec![
-            "CT_-1.dcm",
-            "CT_1.dcm",
-            "OT_1.dcm",
-            "CT_2.dcm",   // 1.1
-            "CT_2_2.dcm", // 1.4
-            "CT_2_3.dcm", // 1.9
-            "MR_10.dcm",
-            "CT_unnumbered_1.dcm", // 1.2
-            "CT_unnumbered_2.dcm", // 1.3
-        ]
-    );
-    let order: Vec<&str> = entry_names(&instances)
-        .into_iter()
-        .map(|(i, _)| instances[i].sop_instance_uid.as_str())
-        .collect();
-    assert_eq!(
-        order,
-        vec![
-            "1.6", "1.5", "1.7", "1.1", "1.4", "1.9", "1.8", "1.2", "1.3"
-        ]
-    );
-
-    // The same set in any order gives the same (uid -> name) pairs.
-    let pairs = |list: &[RetrievedInstance]| {
-        let mut p: Vec<(String, String)> = entry_names(list)
-            .into_iter()
-            .map(|(i, n)| (list[i].sop_instance_uid.clone(), n))
-            .collect();
-        p.sort();
-        p
-    };
-    let mut reversed = instances.clone();
-    reversed.reverse();
-    let mut rotated = instances.clone();
-    rotated.rotate_left(4);
-    assert_eq!(pairs(&instances), pairs(&reversed));
-    assert_eq!(pairs(&instances), pairs(&rotated));
-    let mut unique = got.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), got.len());
-}
+use dicom_series::ports::{ArchiveError, ArchiveWriter, SeriesArchiver, SeriesKey};
+use series_zip::{ZipArchiver, archive_file_name, archive_files};
 
 #[test]
 fn archive_names_come_from_the_uids() {
@@ -95,15 +23,6 @@ fn archive_names_come_from_the_uids() {
     assert_eq!(archive_file_name(&hostile), "dicom_.._.._etc_x_y.zip");
 }
 
-/// Writes a synthetic series and describes its files as retrieved instances.
-fn retrieved(series: &SyntheticSeries, dir: &Path) -> Vec<RetrievedInstance> {
-    series.write_retrieved(dir).unwrap()
-}
-
-fn key(series: &SyntheticSeries) -> SeriesKey {
-    series.key()
-}
-
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -113,9 +32,12 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+async fn writer(series: &SyntheticSeries, dir: &Path) -> Box<dyn ArchiveWriter> {
+    ZipArchiver::new().create(&series.key(), dir).await.unwrap()
+}
+
 #[tokio::test]
 async fn entries_hold_the_instance_bytes_exactly_and_are_stored() {
-    let files = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let series = SyntheticSeries::new("CT", 6).with_instance_numbers(vec![
         Some(3),
@@ -125,50 +47,45 @@ async fn entries_hold_the_instance_bytes_exactly_and_are_stored() {
         None,
         Some(2),
     ]);
-    let instances = retrieved(&series, files.path());
-    let archive = ZipArchiver::new()
-        .archive(&key(&series), &instances, out.path())
-        .await
+    let archive = series
+        .archive_into(writer(&series, out.path()).await)
         .unwrap();
-    assert_eq!(archive.file_name, archive_file_name(&key(&series)));
+    assert_eq!(archive.file_name, archive_file_name(&series.key()));
     assert_eq!(archive.path, out.path().join(&archive.file_name));
     assert_eq!(listing(out.path()), vec![archive.file_name.clone()]);
     assert_eq!(
         archive.size,
         std::fs::metadata(&archive.path).unwrap().len()
     );
+    // In the order the instances came.
     assert_eq!(
         archive.entries,
         vec![
-            "CT_1.dcm",
-            "CT_2.dcm",
             "CT_3.dcm",
-            "CT_3_2.dcm",
             "CT_unnumbered_1.dcm",
-            "CT_unnumbered_2.dcm"
+            "CT_3_2.dcm",
+            "CT_1.dcm",
+            "CT_unnumbered_2.dcm",
+            "CT_2.dcm",
         ]
     );
 
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive.path).unwrap()).unwrap();
     assert_eq!(zip.len(), 6);
-    for (index, name) in entry_names(&instances) {
-        let mut entry = zip.by_name(&name).unwrap();
+    for (index, name) in archive.entries.iter().enumerate() {
+        let mut entry = zip.by_name(name).unwrap();
         assert_eq!(entry.compression(), zip::CompressionMethod::Stored);
         let mut bytes = Vec::new();
+        // Reading checks the CRC-32 computed while writing.
         entry.read_to_end(&mut bytes).unwrap();
-        assert_eq!(
-            bytes,
-            std::fs::read(&instances[index].path).unwrap(),
-            "{name}"
-        );
+        assert_eq!(bytes, series.instance_bytes(index).unwrap(), "{name}");
         assert_eq!(&bytes[128..132], b"DICM");
     }
 
     // A second run gives the same names and the same bytes.
     let again = tempfile::tempdir().unwrap();
-    let second = ZipArchiver::new()
-        .archive(&key(&series), &instances, again.path())
-        .await
+    let second = series
+        .archive_into(writer(&series, again.path()).await)
         .unwrap();
     assert_eq!(second.entries, archive.entries);
     assert_eq!(
@@ -178,78 +95,87 @@ async fn entries_hold_the_instance_bytes_exactly_and_are_stored() {
 }
 
 #[tokio::test]
-async fn an_error_mid_archive_leaves_nothing_behind() {
-    let files = tempfile::tempdir().unwrap();
+async fn an_unfinished_or_failed_archive_leaves_nothing_behind() {
     let out = tempfile::tempdir().unwrap();
     let series = SyntheticSeries::new("MR", 5);
-    let instances = retrieved(&series, files.path());
 
-    // The fourth entry's file has vanished.
-    let mut vanished = instances.clone();
-    std::fs::remove_file(&vanished[3].path).unwrap();
-    vanished[3].path = files.path().join("gone.dcm");
-    let err = ZipArchiver::new()
-        .archive(&key(&series), &vanished, out.path())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("cannot open instance"), "{err}");
-    // A series' lastError shows this to clients: never the server's folders.
+    // Dropped in the middle of an entry (a cut download, a cancelled attempt).
+    let mut archive = writer(&series, out.path()).await;
+    archive.start_entry("MR_1.dcm", None).unwrap();
+    archive.write(b"DICM").unwrap();
+    assert_eq!(listing(out.path()).len(), 1, "the partial file exists");
+    assert!(listing(out.path())[0].ends_with(".partial"));
+    drop(archive);
+    assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
+
+    // An entry that gets fewer bytes than announced.
+    let mut archive = writer(&series, out.path()).await;
+    archive.start_entry("MR_1.dcm", Some(10)).unwrap();
+    archive.write(b"DICM").unwrap();
+    let err = archive.finish().unwrap_err();
     assert!(
-        !err.to_string().contains(&*files.path().to_string_lossy()),
+        matches!(&err, ArchiveError::Write(m) if m.contains("got 4 bytes, not the 10")),
         "{err}"
     );
     assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
 
-    // A file that changed size since retrieval.
-    let mut changed = instances.clone();
-    changed[1].size += 1;
-    let err = ZipArchiver::new()
-        .archive(&key(&series), &changed, out.path())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("not the"), "{err}");
-    assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
-
     // An output folder that does not exist.
     let err = ZipArchiver::new()
-        .archive(&key(&series), &instances, &out.path().join("missing"))
+        .create(&series.key(), &out.path().join("missing"))
         .await
-        .unwrap_err();
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("cannot create"), "{err}");
+    // A series' lastError shows this to clients: never the server's folders.
     assert!(
         !err.to_string().contains(&*out.path().to_string_lossy()),
         "{err}"
     );
 
     // No instance at all.
-    assert!(
-        ZipArchiver::new()
-            .archive(&key(&series), &[], out.path())
-            .await
-            .is_err()
-    );
+    assert!(writer(&series, out.path()).await.finish().is_err());
     assert!(listing(out.path()).is_empty());
 }
 
-/// An instance over 4 GiB (a sparse file) needs zip64. Slow and disk-hungry (writes about
-/// 4.3 GB): `cargo nextest run -p series-zip --run-ignored only`.
+#[test]
+fn files_on_disk_are_archived_under_the_names_given() {
+    let files = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let series = SyntheticSeries::new("MR", 2);
+    let paths = series.write(files.path()).unwrap();
+    let named = vec![
+        ("MR_2.dcm".to_string(), paths[1].clone()),
+        ("MR_1.dcm".to_string(), paths[0].clone()),
+    ];
+    let archive = archive_files(&series.key(), &named, out.path()).unwrap();
+    assert_eq!(archive.entries, ["MR_2.dcm", "MR_1.dcm"]);
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive.path).unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    zip.by_name("MR_1.dcm")
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert_eq!(bytes, std::fs::read(&paths[0]).unwrap());
+}
+
+/// An instance over 4 GiB, announced as such, needs zip64. Slow and disk-hungry (writes
+/// about 4.3 GB): `cargo nextest run -p series-zip --run-ignored only`.
 #[tokio::test]
 #[ignore = "writes a 4.3 GB archive"]
 async fn an_instance_over_4_gib_is_archived_with_zip64() {
     let files = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let series = SyntheticSeries::new("CT", 2);
-    let mut instances = retrieved(&series, files.path());
+    let paths = series.write(files.path()).unwrap();
     let big = files.path().join("big.dcm");
     let file = std::fs::File::create(&big).unwrap();
     let size = (4u64 << 30) + (1 << 20);
     file.set_len(size).unwrap();
-    instances[0].path = big;
-    instances[0].size = size;
-    let archive = ZipArchiver::new()
-        .archive(&key(&series), &instances, out.path())
-        .await
-        .unwrap();
+    let named = vec![
+        ("CT_1.dcm".to_string(), big),
+        ("CT_2.dcm".to_string(), paths[1].clone()),
+    ];
+    let archive = archive_files(&series.key(), &named, out.path()).unwrap();
     assert!(archive.size > size);
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive.path).unwrap()).unwrap();
     assert_eq!(zip.by_name("CT_1.dcm").unwrap().size(), size);
@@ -258,5 +184,5 @@ async fn an_instance_over_4_gib_is_archived_with_zip64() {
         .unwrap()
         .read_to_end(&mut small)
         .unwrap();
-    assert_eq!(small, std::fs::read(&instances[1].path).unwrap());
+    assert_eq!(small, std::fs::read(&paths[1]).unwrap());
 }

@@ -41,6 +41,7 @@ pub fn fast_series() -> SeriesSettings {
         lease_seconds: 3,
         poll_interval_ms: 100,
         max_attempts: 3,
+        retry_window_seconds: 60,
         retry_first_delay_ms: 200,
         retry_max_delay_seconds: 1,
         report_timeout_seconds: 120,

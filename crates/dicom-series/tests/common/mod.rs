@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dicom_series::ports::{
-    Archive, DicomCredentials, DicomServer, InstanceListing, MlAppEndpoint, RetrievedInstance,
-    SeriesKey,
+    Archive, ArchiveError, ArchiveWriter, DicomCredentials, DicomServer, FetchError,
+    InstanceListing, MlAppEndpoint, SeriesArchive, SeriesKey,
 };
 use dicom_series::*;
 use uuid::Uuid;
@@ -381,56 +381,91 @@ pub fn predict_request(organization: &str, series: &str, again: bool) -> Predict
     }
 }
 
+/// `n` CT instances numbered 1..=n.
 pub fn listing(n: usize) -> Vec<InstanceListing> {
+    listing_of(n, Some("CT"))
+}
+
+pub fn listing_of(n: usize, modality: Option<&str>) -> Vec<InstanceListing> {
     (0..n)
         .map(|i| InstanceListing {
             sop_instance_uid: format!("1.2.3.4.{i}"),
             instance_number: Some(i as i64 + 1),
+            modality: modality.map(str::to_string),
         })
         .collect()
 }
 
-/// Writes `n` small files into `dir` as a DICOM source would.
-pub fn write_instances(
-    dir: &std::path::Path,
-    n: usize,
-    modality: Option<&str>,
-) -> Vec<RetrievedInstance> {
-    (0..n)
-        .map(|i| {
-            let path = dir.join(format!("{i}.dcm"));
-            std::fs::write(&path, b"DICM").unwrap();
-            RetrievedInstance {
-                path,
-                sop_instance_uid: format!("1.2.3.4.{i}"),
-                modality: modality.map(str::to_string),
-                instance_number: Some(i as i64 + 1),
-                size: 4,
-            }
-        })
-        .collect()
+/// Retrieves the first `n` instances of [`listing`] into `archive` (a few bytes each) and
+/// finishes it, as a DICOM source does.
+pub fn feed(mut archive: SeriesArchive, n: usize) -> Result<Archive, FetchError> {
+    for i in 0..n {
+        archive.begin_instance(&format!("1.2.3.4.{i}"), Some(4))?;
+        archive.write(b"DI")?;
+        archive.write(b"CM")?;
+    }
+    Ok(archive.finish()?)
 }
 
-/// Writes a stand-in archive into `dir`.
-pub fn write_archive(
-    key: &SeriesKey,
-    instances: &[RetrievedInstance],
-    dir: &std::path::Path,
-) -> Archive {
+/// A stand-in archive written into a folder: a `.partial` file while written, renamed
+/// when finished, removed when dropped unfinished (as the ZIP archiver does).
+pub struct StandInWriter {
+    partial: PathBuf,
+    done: PathBuf,
+    file_name: String,
+    entries: Vec<String>,
+    finished: bool,
+}
+
+impl ArchiveWriter for StandInWriter {
+    fn start_entry(&mut self, name: &str, _: Option<u64>) -> Result<(), ArchiveError> {
+        self.entries.push(name.to_string());
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ArchiveError> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.partial)
+            .map_err(|e| ArchiveError::Write(e.to_string()))?;
+        file.write_all(bytes)
+            .map_err(|e| ArchiveError::Write(e.to_string()))
+    }
+    fn finish(mut self: Box<Self>) -> Result<Archive, ArchiveError> {
+        std::fs::rename(&self.partial, &self.done).unwrap();
+        self.finished = true;
+        Ok(Archive {
+            path: self.done.clone(),
+            file_name: self.file_name.clone(),
+            entries: self.entries.clone(),
+            size: std::fs::metadata(&self.done).unwrap().len(),
+        })
+    }
+}
+
+impl Drop for StandInWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// A stand-in archive of `key` in `dir`.
+pub fn stand_in(key: &SeriesKey, dir: &std::path::Path) -> Box<dyn ArchiveWriter> {
     let file_name = format!(
         "dicom_{}_{}.zip",
         key.study_instance_uid, key.series_instance_uid
     );
-    let path = dir.join(&file_name);
-    std::fs::write(&path, b"PK").unwrap();
-    Archive {
-        path,
+    let partial = dir.join(format!(".{file_name}.partial"));
+    std::fs::write(&partial, b"").unwrap();
+    Box::new(StandInWriter {
+        partial,
+        done: dir.join(&file_name),
         file_name,
-        entries: (1..=instances.len())
-            .map(|i| format!("CT_{i}.dcm"))
-            .collect(),
-        size: 2,
-    }
+        entries: Vec::new(),
+        finished: false,
+    })
 }
 
 pub fn server_of(organization: &Organization) -> DicomServer {
