@@ -36,6 +36,10 @@ fuzz SECONDS="10" *TARGETS:
 schemathesis EXAMPLES="30":
     SCHEMATHESIS_EXAMPLES={{EXAMPLES}} ./deploy/schemathesis.sh
 
-# what CI runs: format check, lints, tests, a short fuzz run
+# check deploy/k8s against the Kubernetes schemas and the backend's settings (no cluster)
+k8s-validate:
+    ./deploy/k8s-validate.sh
+
+# what CI runs: format check, lints, the k8s manifests, tests, a short fuzz run
 ci:
     ./.ci/run
