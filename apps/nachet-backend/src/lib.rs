@@ -144,6 +144,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         catalogue::load_at_start(&settings, store.clone(), reference_models.as_ref()).await?,
     );
     let registry = catalogues.registry().clone();
+    let catalogue_registry = registry.clone();
 
     let limits = inference::PictureLimits {
         max_pixels: settings.inference.max_picture_pixels,
@@ -241,9 +242,33 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     let fallback = web::Data::new(http::fallback::Routes::from_openapi());
     let admin_data = web::Data::new(http::admin::AdminApi::new(catalogues));
     let admin_token = web::Data::new(http::admin::AdminToken::new(&settings.admin));
+    let ops = web::Data::new(http::ops::Ops::new(
+        store.clone(),
+        blobs.clone(),
+        catalogue_registry,
+        admission.clone().into_inner(),
+        series.service.clone(),
+    ));
     let server = HttpServer::new(move || {
+        let metrics = ops.clone();
         App::new()
+            .wrap_fn(move |request, service| {
+                use actix_web::dev::Service;
+                let started = std::time::Instant::now();
+                let route = request
+                    .match_pattern()
+                    .unwrap_or_else(|| "(no route)".to_owned());
+                let method = request.method().to_string();
+                let metrics = metrics.clone();
+                let answer = service.call(request);
+                async move {
+                    let answer = answer.await?;
+                    metrics.record(&route, &method, answer.status().as_u16(), started.elapsed());
+                    Ok(answer)
+                }
+            })
             .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(ops.clone())
             .app_data(inference_data.clone())
             .app_data(admission.clone())
             .app_data(web::Data::new(http::body::BodyLimit(body_limit)))

@@ -83,6 +83,9 @@ pub trait SeriesRepository: Send + Sync {
     /// do not overlap).
     async fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<Series>, StoreError>;
 
+    /// How many series are in each state (states without any are left out).
+    async fn count_by_state(&self) -> Result<Vec<(PredictionState, u64)>, StoreError>;
+
     /// [`update_series`](Self::update_series) and [`NewJob`] queued in one transaction:
     /// both happen or neither does.
     async fn update_series_and_enqueue(

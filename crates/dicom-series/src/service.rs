@@ -399,6 +399,11 @@ impl PredictionService {
         Ok(self.predict(member, &request).await?)
     }
 
+    /// How many series are in each state (for operators' metrics).
+    pub async fn count_by_state(&self) -> Result<Vec<(PredictionState, u64)>, StoreError> {
+        self.series.count_by_state().await
+    }
+
     /// Series and their current runs, for people watching the jobs (admins).
     pub async fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<Series>, StoreError> {
         self.series.list_series(filter).await

@@ -105,6 +105,14 @@ impl Admission {
         Ok(Admitted { _slot: slot })
     }
 
+    /// Requests being worked on now.
+    pub fn working(&self) -> usize {
+        self.settings
+            .working
+            .max(1)
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// Requests waiting now, and their declared bytes.
     pub fn waiting(&self) -> (usize, u64) {
         *self.lock()

@@ -97,6 +97,14 @@ impl SqlStore {
         }
     }
 
+    /// Whether the database answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| StoreError::Database(format!("the database does not answer: {e}")))
+    }
+
     /// The connection pool, for other adapters of this crate.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db

@@ -13,6 +13,7 @@ mod feedback;
 pub(crate) mod folders;
 pub mod identity;
 mod openapi;
+pub mod ops;
 mod seeds;
 pub mod series;
 pub mod series_access;
@@ -30,5 +31,6 @@ pub fn routes(config: &mut web::ServiceConfig, api_doc: utoipa::openapi::OpenApi
     dataset::routes(config);
     series::routes(config);
     admin::routes(config);
+    ops::routes(config);
     openapi::routes(config, api_doc);
 }

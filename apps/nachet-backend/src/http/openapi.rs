@@ -12,6 +12,8 @@ use utoipa_swagger_ui::SwaggerUi;
     ),
     paths(
         super::seeds::health,
+        super::ops::ready,
+        super::ops::prometheus_metrics,
         super::seeds::model_endpoints_metadata,
         super::seeds::get_user_id,
         super::seeds::seeds,

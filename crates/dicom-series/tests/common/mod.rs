@@ -204,6 +204,16 @@ impl SeriesRepository for MemoryStore {
             .take(filter.limit as usize)
             .collect())
     }
+    async fn count_by_state(&self) -> Result<Vec<(PredictionState, u64)>, StoreError> {
+        let mut counts: Vec<(PredictionState, u64)> = Vec::new();
+        for series in self.0.lock().unwrap().series.values() {
+            match counts.iter_mut().find(|(state, _)| *state == series.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((series.state, 1)),
+            }
+        }
+        Ok(counts)
+    }
     async fn update_series_and_enqueue(
         &self,
         series: &Series,

@@ -140,6 +140,26 @@ impl SeriesRepository for SqlStore {
             .collect()
     }
 
+    async fn count_by_state(&self) -> Result<Vec<(PredictionState, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = row::Entity::find()
+            .select_only()
+            .column(row::Column::State)
+            .column_as(row::Column::Id.count(), "count")
+            .group_by(row::Column::State)
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(state, count)| {
+                let state = state
+                    .parse()
+                    .map_err(|e| StoreError(format!("a series has an unknown state ({e})")))?;
+                Ok((state, u64::try_from(count).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     /// Insert-if-absent, then read: of concurrent calls for one series, one inserts and
     /// all return that row.
     async fn find_or_insert_series(&self, series: &Series) -> Result<Series, StoreError> {
