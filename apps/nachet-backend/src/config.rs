@@ -147,3 +147,35 @@ impl Settings {
             .expect("the built-in defaults are valid")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults with `toml` over them, as a deployment's file is layered.
+    fn layered(toml: &str) -> Result<Settings, config::ConfigError> {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()
+    }
+
+    #[test]
+    fn each_mode_of_a_setting_can_be_chosen_over_the_defaults() {
+        // A key of one mode left in the defaults would be refused by another mode.
+        let settings = layered(
+            "[series.access]\nmode = \"jwt\"\njwks_url = \"https://idp.example.org/jwks\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            settings.series.access,
+            crate::http::series_access::SeriesAccessSettings::Jwt(_)
+        ));
+        let settings = layered("[identity]\nmode = \"header\"\nheader = \"X-Email\"\n").unwrap();
+        assert!(matches!(
+            settings.identity,
+            crate::http::identity::IdentitySettings::Header { .. }
+        ));
+    }
+}
