@@ -7,7 +7,7 @@ use datastore::StoreError;
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
@@ -15,6 +15,8 @@ use crate::error::store_error;
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The Postgres advisory lock held while migrating (an arbitrary constant of this app).
+const MIGRATION_LOCK: i64 = 0x6e61_6368_6574; // "nachet"
 /// Connections to a SQLite file (WAL: readers in parallel, one writer at a time).
 const SQLITE_FILE_CONNECTIONS: u32 = 4;
 
@@ -24,8 +26,9 @@ const SQLITE_FILE_CONNECTIONS: u32 = 4;
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     db: DatabaseConnection,
-    /// The URL of a SQLite file: its migrations run on a connection of their own.
-    sqlite_file: Option<String>,
+    /// The URL, when the migrations run on a connection of their own (a SQLite file,
+    /// Postgres); `None` for an in-memory SQLite database (one connection).
+    own_connection_url: Option<String>,
 }
 
 impl SqlStore {
@@ -40,9 +43,11 @@ impl SqlStore {
             .await
             .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
         tracing::debug!(url = %redact(url), backend = ?db.get_database_backend(), "connected to the database");
-        let sqlite_file = (DbBackend::Sqlite.is_prefix_of(url) && !is_sqlite_in_memory(url))
-            .then(|| url.to_owned());
-        Ok(SqlStore { db, sqlite_file })
+        let own_connection_url = (!is_sqlite_in_memory(url)).then(|| url.to_owned());
+        Ok(SqlStore {
+            db,
+            own_connection_url,
+        })
     }
 
     fn options(url: &str) -> ConnectOptions {
@@ -75,26 +80,38 @@ impl SqlStore {
 
     /// Applies the migrations not yet applied; applying them again is a no-op.
     ///
-    /// On a SQLite file they run on a connection of their own, closed after: a pooled
+    /// They run on a connection of their own, closed after. On a SQLite file, a pooled
     /// connection that read during the migrations could keep a snapshot of the schema from
     /// before them (seen: "ON CONFLICT clause does not match any ... UNIQUE constraint" on
-    /// the first insert after migrating a fresh file, about one run in seven).
+    /// the first insert after migrating a fresh file, about one run in seven). On Postgres
+    /// that connection holds an advisory lock meanwhile, so that replicas starting together
+    /// migrate one after the other (the migrations themselves take no lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let failed =
             |e: sea_orm::DbErr| StoreError::Database(format!("migrating the database: {e}"));
-        match &self.sqlite_file {
-            None => Migrator::up(&self.db, None).await.map_err(failed),
-            Some(url) => {
-                let mut options = Self::options(url);
-                options.max_connections(1);
-                let own = Database::connect(options).await.map_err(|e| {
-                    StoreError::Database(format!("cannot connect to {}: {e}", redact(url)))
-                })?;
-                let migrated = Migrator::up(&own, None).await.map_err(failed);
-                let _ = own.close().await;
-                migrated
-            }
+        let Some(url) = &self.own_connection_url else {
+            return Migrator::up(&self.db, None).await.map_err(failed);
+        };
+        let mut options = Self::options(url);
+        options.max_connections(1).min_connections(1);
+        let own = Database::connect(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
+        let postgres = own.get_database_backend() == DbBackend::Postgres;
+        if postgres {
+            own.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .await
+                .map_err(failed)?;
         }
+        let migrated = Migrator::up(&own, None).await.map_err(failed);
+        if postgres {
+            // Closing the connection releases the lock too.
+            let _ = own
+                .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .await;
+        }
+        let _ = own.close().await;
+        migrated
     }
 
     /// Whether the database answers (for readiness probes).

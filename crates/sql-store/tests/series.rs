@@ -640,3 +640,36 @@ async fn two_processes_race(a: &SqlStore, b: &SqlStore) {
         a.complete(&winners[0]).await.unwrap();
     }
 }
+
+/// Replicas starting together on a fresh database: each migrates, one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_migrating_one_fresh_postgres_database_at_once_all_succeed() {
+    let url = test_support::fresh_postgres_database().await;
+    let (a, b, c) = tokio::join!(
+        SqlStore::connect(&url),
+        SqlStore::connect(&url),
+        SqlStore::connect(&url)
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    let (ra, rb, rc) = tokio::join!(a.migrate(), b.migrate(), c.migrate());
+    ra.unwrap();
+    rb.unwrap();
+    rc.unwrap();
+    // The schema is whole: an organization and a series can be written.
+    let org = an_organization(&a, "Hospital A").await;
+    a_series(&b, &org, "1.2.840.1.1").await;
+}
+
+/// The same on SQLite files (one writer at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_migrating_one_fresh_sqlite_file_at_once_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = test_support::fresh_sqlite_url(&dir);
+    let (a, b) = tokio::join!(SqlStore::connect(&url), SqlStore::connect(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.unwrap();
+    rb.unwrap();
+    let org = an_organization(&a, "Hospital A").await;
+    a_series(&b, &org, "1.2.840.1.1").await;
+}
