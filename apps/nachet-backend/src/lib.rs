@@ -250,23 +250,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         series.service.clone(),
     ));
     let server = HttpServer::new(move || {
-        let metrics = ops.clone();
         App::new()
-            .wrap_fn(move |request, service| {
-                use actix_web::dev::Service;
-                let started = std::time::Instant::now();
-                let route = request
-                    .match_pattern()
-                    .unwrap_or_else(|| "(no route)".to_owned());
-                let method = request.method().to_string();
-                let metrics = metrics.clone();
-                let answer = service.call(request);
-                async move {
-                    let answer = answer.await?;
-                    metrics.record(&route, &method, answer.status().as_u16(), started.elapsed());
-                    Ok(answer)
-                }
-            })
+            .wrap(actix_web::middleware::from_fn(http::ops::observe))
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(ops.clone())
             .app_data(inference_data.clone())

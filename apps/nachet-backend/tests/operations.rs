@@ -16,14 +16,20 @@ async fn ready_and_metrics_on_the_embedded_default() {
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.json::<Value>().await.unwrap()["ready"], true);
 
-    for _ in 0..3 {
+    for _ in 0..2 {
         t.http.get(t.url("/health")).send().await.unwrap();
     }
     let unknown = format!("/api/studies/series/{}", uuid::Uuid::new_v4());
-    assert_eq!(
-        t.http.get(t.url(&unknown)).send().await.unwrap().status(),
-        404
-    );
+    let answer = t.http.get(t.url(&unknown)).send().await.unwrap();
+    assert_eq!(answer.status(), 404);
+    // Every answer, errors included, names its request as the logs do.
+    let id = answer.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let other = t.http.get(t.url("/health")).send().await.unwrap();
+    assert_ne!(other.headers()["x-request-id"].to_str().unwrap(), id);
     t.http.get(t.url("/no/such/path")).send().await.unwrap();
 
     let metrics = t.http.get(t.url("/metrics")).send().await.unwrap();

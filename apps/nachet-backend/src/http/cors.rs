@@ -48,6 +48,8 @@ impl CorsPolicy {
                 header::AUTHORIZATION,
                 HeaderName::from_static("access-control-allow-origin"),
             ])
+            // A frontend may show it in an error report.
+            .expose_headers([super::ops::REQUEST_ID])
             .supports_credentials()
             .max_age(PREFLIGHT_MAX_AGE.as_secs() as usize);
         for origin in &self.origins {

@@ -3,14 +3,21 @@
 //! - `GET /ready` (readiness): the database answers, blob storage answers, a catalogue is
 //!   loaded — 200, or 503 naming what is not ready;
 //! - `GET /metrics`: Prometheus text. HTTP requests by route pattern, method and status, with
-//!   latency histograms (the [`Ops::record`] middleware); `/inf` requests worked on and
+//!   latency histograms (the [`observe`] middleware); `/inf` requests worked on and
 //!   waiting; series by prediction state; the catalogue version loaded.
+//!
+//! Every answer carries `X-Request-Id`, the id every log line of its request carries
+//! (`request_id`, from `tracing-actix-web`), so that a user's report finds its logs.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, get, web};
 use datastore::BlobStore;
 use dicom_series::PredictionService;
 use inference::Admission;
@@ -209,6 +216,35 @@ impl Ops {
             Err(e) => tracing::warn!("metrics: cannot count the series by state: {e}"),
         }
     }
+}
+
+/// The answer's header that names the request in the logs.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Middleware (inside `TracingLogger`, which gives each request its id): counts each answer
+/// by route pattern and status, times it, and names the request in its `X-Request-Id`.
+pub async fn observe(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "(no route)".to_owned());
+    let method = request.method().to_string();
+    let request_id = request
+        .extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(ToString::to_string);
+    let ops = request.app_data::<web::Data<Ops>>().cloned();
+    let mut answer = next.call(request).await?;
+    if let Some(ops) = ops {
+        ops.record(&route, &method, answer.status().as_u16(), started.elapsed());
+    }
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        answer.headers_mut().insert(REQUEST_ID, id);
+    }
+    Ok(answer)
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
