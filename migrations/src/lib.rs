@@ -12,6 +12,7 @@ mod m20261122_000002_seed_species;
 mod m20261123_000001_dicom_series;
 mod m20261201_000001_folders_and_verification;
 mod m20261201_000002_feedback_and_import;
+mod m20261202_000001_catalogue_active;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_dicom_series::Migration),
             Box::new(m20261201_000001_folders_and_verification::Migration),
             Box::new(m20261201_000002_feedback_and_import::Migration),
+            Box::new(m20261202_000001_catalogue_active::Migration),
         ]
     }
 }

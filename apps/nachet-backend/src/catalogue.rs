@@ -9,6 +9,14 @@
 //!   changed, e.g. the servers' port) with a key generated on first start and kept in
 //!   `data_dir`, then loaded like any other version;
 //! - else `pipelines.source = "file"`: a plain document, not stored.
+//!
+//! Many replicas, one catalogue: the version every replica should run is recorded in the
+//! database ([`ChosenVersion`]). A start whose configured (or published reference) version
+//! differs from the configuration seen last chooses it; a start with the same
+//! configuration (a restart) loads what was chosen since, e.g. by an administrator. A
+//! switch through the admin API chooses its version. Every replica polls the choice every
+//! `catalogue_poll_seconds` ([`Catalogues::follow`]) and switches when it differs from the
+//! version it runs.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -16,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use catalogue_store::{CatalogueSettings, FernetCipher};
-use pipeline::ports::{CatalogueRecorder, PublishVersionError};
+use pipeline::ports::{CatalogueRecorder, ChosenVersion, PublishVersionError};
 use pipeline::{
     Catalogue, CatalogueDocument, CatalogueLoader, CatalogueVersions, LoadCatalogueError,
     PipelineRegistry, PipelineSet, VersionSummary, validate_document,
@@ -38,6 +46,7 @@ pub struct Catalogues {
     registry: Arc<PipelineRegistry>,
     /// `None` when the catalogue is a plain file and no key is configured: nothing to switch to.
     loader: Option<CatalogueLoader>,
+    chosen: Arc<dyn ChosenVersion>,
 }
 
 /// Why a switch did not happen; the running version stays.
@@ -64,8 +73,21 @@ impl Catalogues {
         self.loader.as_ref().ok_or(SwitchError::NoStoredVersions)
     }
 
-    /// Makes `version` the running one; requests in flight finish on the one they hold.
+    /// Makes `version` the running one, here and (within `catalogue_poll_seconds`) on every
+    /// replica; requests in flight finish on the one they hold.
     pub async fn switch(&self, version: &str) -> Result<Arc<PipelineSet>, SwitchError> {
+        let set = self.switch_here(version).await?;
+        if let Err(e) = self.chosen.choose(version, None).await {
+            // This replica runs it; the others keep theirs until a choice is recorded.
+            tracing::warn!(
+                version,
+                "could not record the version for the other replicas: {e}"
+            );
+        }
+        Ok(set)
+    }
+
+    async fn switch_here(&self, version: &str) -> Result<Arc<PipelineSet>, SwitchError> {
         let set = self.loader()?.switch(&self.registry, version).await?;
         tracing::info!(
             version = set.catalogue_version(),
@@ -73,6 +95,42 @@ impl Catalogues {
             "pipeline catalogue switched"
         );
         Ok(set)
+    }
+
+    /// Polls the version chosen for every replica and switches to it when it differs from
+    /// the running one; returns when `stop` says so. A failed poll or load is logged and
+    /// tried again at the next poll.
+    pub async fn follow(
+        &self,
+        every: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.loader.is_none() {
+            return;
+        }
+        let mut ticks = tokio::time::interval(every.max(std::time::Duration::from_millis(100)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let chosen = match self.chosen.chosen().await {
+                Ok(Some(chosen)) => chosen.version,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot read the catalogue version chosen for the replicas: {e}"
+                    );
+                    continue;
+                }
+            };
+            if chosen != self.registry.current().catalogue_version()
+                && let Err(e) = self.switch_here(&chosen).await
+            {
+                tracing::warn!(version = %chosen, "cannot switch to the catalogue version chosen for the replicas: {e}");
+            }
+        }
     }
 
     /// The stored versions, oldest first.
@@ -89,13 +147,14 @@ impl Catalogues {
 pub async fn load_at_start(
     settings: &Settings,
     recorder: Arc<dyn CatalogueRecorder>,
+    chosen: Arc<dyn ChosenVersion>,
     reference_models: Option<&ReferenceModels>,
 ) -> anyhow::Result<Catalogues> {
     let catalogue = settings.catalogue.clone().with_contract_environment();
 
     if let Ok(version) = catalogue.version() {
         let versions = catalogue.versions(&settings.blob)?;
-        return load_stored(versions, recorder, version).await;
+        return load_stored(versions, recorder, chosen, version).await;
     }
 
     match &settings.pipelines {
@@ -116,7 +175,7 @@ pub async fn load_at_start(
             );
             let reference = reference_catalogue(&models.url, &settings.reference_models.api_key);
             let version = publish_reference(&versions, &reference).await?;
-            load_stored(versions, recorder, &version).await
+            load_stored(versions, recorder, chosen, &version).await
         }
         PipelineSettings::File { path } => {
             let text = std::fs::read_to_string(path)
@@ -139,25 +198,53 @@ pub async fn load_at_start(
             Ok(Catalogues {
                 registry: Arc::new(PipelineRegistry::new(set)),
                 loader,
+                chosen,
             })
         }
     }
 }
 
+/// Loads `configured`, or what was chosen since this configuration was last seen (see the
+/// module's documentation).
 async fn load_stored(
     versions: CatalogueVersions,
     recorder: Arc<dyn CatalogueRecorder>,
-    version: &str,
+    chosen: Arc<dyn ChosenVersion>,
+    configured: &str,
 ) -> anyhow::Result<Catalogues> {
     let loader = CatalogueLoader::new(versions, recorder);
-    let set = loader
-        .load(version)
-        .await
-        .map_err(|e| anyhow!("cannot load the pipeline catalogue: {e}"))?;
+    let recorded = chosen.chosen().await.unwrap_or_else(|e| {
+        tracing::warn!("cannot read the catalogue version chosen for the replicas: {e}");
+        None
+    });
+    let version = match recorded {
+        Some(recorded) if recorded.configured.as_deref() == Some(configured) => recorded.version,
+        _ => {
+            if let Err(e) = chosen.choose(configured, Some(configured.to_owned())).await {
+                tracing::warn!(
+                    version = configured,
+                    "cannot record the configured catalogue version for the replicas: {e}"
+                );
+            }
+            configured.to_owned()
+        }
+    };
+    let set = match loader.load(&version).await {
+        Ok(set) => set,
+        Err(e) if version != configured => {
+            tracing::warn!(chosen = %version, configured, "cannot load the catalogue version chosen for the replicas ({e}); loading the configured one");
+            loader
+                .load(configured)
+                .await
+                .map_err(|e| anyhow!("cannot load the pipeline catalogue: {e}"))?
+        }
+        Err(e) => return Err(anyhow!("cannot load the pipeline catalogue: {e}")),
+    };
     log_loaded(&set);
     Ok(Catalogues {
         registry: Arc::new(PipelineRegistry::new(set)),
         loader: Some(loader),
+        chosen,
     })
 }
 

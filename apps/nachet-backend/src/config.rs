@@ -11,6 +11,8 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[derive(Clone, Debug, Deserialize)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// How often each replica looks at the catalogue version chosen for all of them.
+    pub catalogue_poll_seconds: u64,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub blob: BlobSettings,

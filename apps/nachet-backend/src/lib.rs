@@ -95,6 +95,11 @@ pub struct Backend {
     pub reference_models: Option<ReferenceModels>,
     /// DICOM series predictions: the service, the workers, the reference ML app.
     pub series: series_wiring::SeriesRuntime,
+    /// Follows the catalogue version chosen for every replica.
+    catalogue_follower: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
     server: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -103,6 +108,8 @@ impl Backend {
     /// Waits until the server stops (on Ctrl-C / SIGTERM, handled by actix).
     pub async fn wait(self) -> anyhow::Result<()> {
         let result = self.task.await.context("the HTTP server task failed")?;
+        let _ = self.catalogue_follower.0.send(true);
+        let _ = self.catalogue_follower.1.await;
         self.series.stop().await;
         if let Some(models) = self.reference_models {
             models.stop().await;
@@ -114,6 +121,8 @@ impl Backend {
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.task.await;
+        let _ = self.catalogue_follower.0.send(true);
+        let _ = self.catalogue_follower.1.await;
         self.series.stop().await;
         if let Some(models) = self.reference_models {
             models.stop().await;
@@ -141,9 +150,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     };
 
     let catalogues = Arc::new(
-        catalogue::load_at_start(&settings, store.clone(), reference_models.as_ref()).await?,
+        catalogue::load_at_start(
+            &settings,
+            store.clone(),
+            store.clone(),
+            reference_models.as_ref(),
+        )
+        .await?,
     );
     let registry = catalogues.registry().clone();
+    let (stop_following, following) = tokio::sync::watch::channel(false);
+    let catalogue_follower = tokio::spawn({
+        let catalogues = catalogues.clone();
+        let every = std::time::Duration::from_secs(settings.catalogue_poll_seconds);
+        async move { catalogues.follow(every, following).await }
+    });
     let catalogue_registry = registry.clone();
 
     let limits = inference::PictureLimits {
@@ -293,6 +314,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
         folders,
         reference_models,
         series,
+        catalogue_follower: (stop_following, catalogue_follower),
         server: handle,
         task,
     })

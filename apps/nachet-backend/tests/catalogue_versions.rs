@@ -625,3 +625,56 @@ async fn the_binary_loads_the_version_named_by_the_contract_variables() {
         }
     }
 }
+
+/// Polls `client`'s running catalogue until its description is `catalogue {version}`.
+async fn wait_for_version(client: &Client, version: &str) {
+    let started = Instant::now();
+    loop {
+        let running = client.metadata().await[0]["description"].clone();
+        if running == format!("catalogue {version}") {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still running {running}, not {version}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Replicas on one database: a new configuration is chosen for all of them, an
+/// administrator's switch on one reaches the others, and a restart with the same
+/// configuration keeps what was switched to since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_on_one_replica_reaches_the_others_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = FernetCipher::generate_key();
+    let mut settings = settings(dir.path(), Some(&key));
+    settings.catalogue_poll_seconds = 1;
+    let a = nachet_backend::start(settings.clone()).await.unwrap();
+    let models_url = a.reference_models.as_ref().unwrap().url.clone();
+    let store = versions(&settings, &key);
+    publish(&store, catalogue_document("1.0.0", "1", &models_url)).await;
+    publish(&store, catalogue_document("1.0.1", "2", &models_url)).await;
+
+    // B is deployed with 1.0.0 configured: a new configuration, chosen for every replica.
+    let mut configured = settings.clone();
+    configured.catalogue.version = Some("1.0.0".into());
+    let b = nachet_backend::start(configured.clone()).await.unwrap();
+    let (client_a, client_b) = (Client::new(&a.url), Client::new(&b.url));
+    wait_for_version(&client_b, "1.0.0").await;
+    wait_for_version(&client_a, "1.0.0").await;
+
+    // An administrator switches A: B follows.
+    client_a.switch("1.0.1").await;
+    wait_for_version(&client_b, "1.0.1").await;
+
+    // B restarts with the same configuration: it runs what was switched to since.
+    b.stop().await;
+    let b = nachet_backend::start(configured).await.unwrap();
+    let client_b = Client::new(&b.url);
+    let running = client_b.metadata().await[0]["description"].clone();
+    assert_eq!(running, "catalogue 1.0.1");
+    b.stop().await;
+    a.stop().await;
+}

@@ -20,6 +20,31 @@ pub trait CatalogueRecorder: Send + Sync {
     async fn record(&self, catalogue: &Catalogue) -> Result<RecordedIds, RecordCatalogueError>;
 }
 
+/// The catalogue version every replica of the backend should run, kept where all of them
+/// see it: chosen by a new configuration at start and by the admin API, polled by every
+/// replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChosenCatalogue {
+    pub version: String,
+    /// The configuration's version when it was last seen at a start.
+    pub configured: Option<String>,
+}
+
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ChosenVersion: Send + Sync {
+    /// The version chosen last, if any was.
+    async fn chosen(&self) -> Result<Option<ChosenCatalogue>, RecordCatalogueError>;
+
+    /// Makes `version` the one every replica should run; `configured`, when given, is
+    /// recorded as the configuration's version (else the recorded one stays).
+    async fn choose(
+        &self,
+        version: &str,
+        configured: Option<String>,
+    ) -> Result<(), RecordCatalogueError>;
+}
+
 /// Why a value could not be decrypted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecryptError {

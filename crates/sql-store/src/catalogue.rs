@@ -3,10 +3,12 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use datastore::StoreError;
-use pipeline::ports::{CatalogueRecorder, RecordCatalogueError};
+use pipeline::ports::{CatalogueRecorder, ChosenCatalogue, ChosenVersion, RecordCatalogueError};
 use pipeline::{Catalogue, ModelDefinition, PipelineDefinition, RecordedIds};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
+};
 use uuid::Uuid;
 
 use crate::SqlStore;
@@ -40,6 +42,60 @@ impl CatalogueRecorder for SqlStore {
                 Err(failed(error))
             }
         }
+    }
+}
+
+/// One row (`id` 1) of `catalogue_active`.
+#[async_trait]
+impl ChosenVersion for SqlStore {
+    async fn chosen(&self) -> Result<Option<ChosenCatalogue>, RecordCatalogueError> {
+        let failed = |e: sea_orm::DbErr| RecordCatalogueError(store_error(e).to_string());
+        let query = Query::select()
+            .columns([Alias::new("version"), Alias::new("configured_version")])
+            .from(Alias::new("catalogue_active"))
+            .and_where(Expr::col(Alias::new("id")).eq(1))
+            .to_owned();
+        let Some(row) = self.connection().query_one(&query).await.map_err(failed)? else {
+            return Ok(None);
+        };
+        Ok(Some(ChosenCatalogue {
+            version: row.try_get("", "version").map_err(failed)?,
+            configured: row.try_get("", "configured_version").map_err(failed)?,
+        }))
+    }
+
+    async fn choose(
+        &self,
+        version: &str,
+        configured: Option<String>,
+    ) -> Result<(), RecordCatalogueError> {
+        let failed = |e: sea_orm::DbErr| RecordCatalogueError(store_error(e).to_string());
+        let mut updated = vec![Alias::new("version"), Alias::new("chosen_at")];
+        if configured.is_some() {
+            updated.push(Alias::new("configured_version"));
+        }
+        let insert = Query::insert()
+            .into_table(Alias::new("catalogue_active"))
+            .columns([
+                Alias::new("id"),
+                Alias::new("version"),
+                Alias::new("configured_version"),
+                Alias::new("chosen_at"),
+            ])
+            .values_panic([
+                1.into(),
+                version.into(),
+                configured.into(),
+                stored_time(Utc::now()).into(),
+            ])
+            .on_conflict(
+                OnConflict::column(Alias::new("id"))
+                    .update_columns(updated)
+                    .to_owned(),
+            )
+            .to_owned();
+        self.connection().execute(&insert).await.map_err(failed)?;
+        Ok(())
     }
 }
 

@@ -83,9 +83,10 @@ impl SqlStore {
     /// They run on a connection of their own, closed after. On a SQLite file, a pooled
     /// connection that read during the migrations could keep a snapshot of the schema from
     /// before them (seen: "ON CONFLICT clause does not match any ... UNIQUE constraint" on
-    /// the first insert after migrating a fresh file, about one run in seven). On Postgres
-    /// that connection holds an advisory lock meanwhile, so that replicas starting together
-    /// migrate one after the other (the migrations themselves take no lock).
+    /// the first insert after migrating a fresh file, about one run in seven). Processes
+    /// starting together migrate one after the other (the migrations themselves take no
+    /// lock): on Postgres the connection holds an advisory lock meanwhile, on a SQLite file
+    /// the process holds `{file}.migrating` locked.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let failed =
             |e: sea_orm::DbErr| StoreError::Database(format!("migrating the database: {e}"));
@@ -98,6 +99,11 @@ impl SqlStore {
             .await
             .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
         let postgres = own.get_database_backend() == DbBackend::Postgres;
+        // SQLite has no advisory lock: processes on one file take turns on a lock file.
+        let _sqlite_turn = match sqlite_file_path(url) {
+            Some(path) => Some(migration_turn(path).await?),
+            None => None,
+        };
         if postgres {
             own.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
                 .await
@@ -144,6 +150,35 @@ impl SqlStore {
 /// reads back as it was written.
 pub(crate) fn stored_time(time: DateTime<Utc>) -> DateTime<Utc> {
     time.trunc_subsecs(6)
+}
+
+/// The file of a `sqlite://path?...` URL.
+fn sqlite_file_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().filter(|p| !p.is_empty())?;
+    (!is_sqlite_in_memory(url)).then(|| std::path::PathBuf::from(path))
+}
+
+/// Waits for this process's turn to migrate the SQLite file `path`; the turn lasts as long
+/// as the returned file is open.
+async fn migration_turn(path: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
+    let mut name = path.into_os_string();
+    name.push(".migrating");
+    let lock_path = std::path::PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Database(format!("waiting to migrate: {e}")))?
+    .map_err(|e| StoreError::Database(format!("cannot lock the database file to migrate it: {e}")))
 }
 
 fn is_sqlite_in_memory(url: &str) -> bool {

@@ -65,6 +65,7 @@ macro_rules! contract_suite {
             saving_an_inference_twice_is_a_conflict_and_leaves_the_first,
             recording_a_catalogue_again_keeps_its_ids,
             a_new_pipeline_version_gets_a_new_id,
+            the_chosen_catalogue_version_is_the_last_one_chosen,
         );
     };
 }

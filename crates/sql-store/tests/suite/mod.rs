@@ -612,3 +612,33 @@ pub async fn a_new_pipeline_version_gets_a_new_id(store: &SqlStore) {
         ["seed-detector", "swin"]
     );
 }
+
+pub async fn the_chosen_catalogue_version_is_the_last_one_chosen(store: &SqlStore) {
+    use pipeline::ports::{ChosenCatalogue, ChosenVersion};
+    let chosen = |version: &str, configured: Option<&str>| {
+        Some(ChosenCatalogue {
+            version: version.into(),
+            configured: configured.map(Into::into),
+        })
+    };
+    assert_eq!(store.chosen().await.unwrap(), None);
+    // An administrator's choice before any configuration was seen.
+    store.choose("0.9.0", None).await.unwrap();
+    assert_eq!(store.chosen().await.unwrap(), chosen("0.9.0", None));
+    store.choose("1.0.0", Some("1.0.0".into())).await.unwrap();
+    assert_eq!(
+        store.chosen().await.unwrap(),
+        chosen("1.0.0", Some("1.0.0"))
+    );
+    // The admin API changes the version, not the configuration's.
+    store.choose("1.2.0", None).await.unwrap();
+    assert_eq!(
+        store.chosen().await.unwrap(),
+        chosen("1.2.0", Some("1.0.0"))
+    );
+    store.choose("1.1.0", Some("1.1.0".into())).await.unwrap();
+    assert_eq!(
+        store.chosen().await.unwrap(),
+        chosen("1.1.0", Some("1.1.0"))
+    );
+}
