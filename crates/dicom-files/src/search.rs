@@ -75,7 +75,7 @@ impl DicomSearch for LocalFolderSource {
                 .or_default()
                 .push(header);
         }
-        let mut listed: Vec<SeriesListing> = series
+        let listed: Vec<SeriesListing> = series
             .into_iter()
             .map(|(series_instance_uid, instances)| {
                 let first = &instances[0];
@@ -90,18 +90,6 @@ impl DicomSearch for LocalFolderSource {
                 }
             })
             .collect();
-        listed.sort_by(|a, b| {
-            (
-                a.series_number.is_none(),
-                a.series_number,
-                &a.series_instance_uid,
-            )
-                .cmp(&(
-                    b.series_number.is_none(),
-                    b.series_number,
-                    &b.series_instance_uid,
-                ))
-        });
         Ok(listed)
     }
 }

@@ -85,8 +85,8 @@ impl StudyService {
             .map_err(StudyError::DicomServer)
     }
 
-    /// The series of study `study_instance_uid` on `organization`'s DICOM server, in the
-    /// server's order, each with our record of it; then the series we recorded that the
+    /// The series of study `study_instance_uid` on `organization`'s DICOM server, by series
+    /// number, each with our record of it; then the series we recorded that the
     /// server no longer lists.
     pub async fn series_of_study(
         &self,
@@ -109,7 +109,20 @@ impl StudyService {
             self.search.search_series(&organization.dicom_server, study),
             self.series.list_series(&filter)
         );
-        let listed = listed.map_err(StudyError::DicomServer)?;
+        let mut listed = listed.map_err(StudyError::DicomServer)?;
+        // A server's order is not specified: by series number (numbered first), then UID.
+        listed.sort_by(|a, b| {
+            (
+                a.series_number.is_none(),
+                a.series_number,
+                &a.series_instance_uid,
+            )
+                .cmp(&(
+                    b.series_number.is_none(),
+                    b.series_number,
+                    &b.series_instance_uid,
+                ))
+        });
         let mut recorded: HashMap<String, Series> = recorded?
             .into_iter()
             .map(|s| (s.key.series_instance_uid.clone(), s))

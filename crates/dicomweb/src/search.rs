@@ -63,7 +63,7 @@ impl DicomSearch for DicomWebSource {
         let items = self
             .search(server, &url, &query, "the series search")
             .await?;
-        let mut listed: Vec<SeriesListing> = items
+        let listed: Vec<SeriesListing> = items
             .iter()
             .enumerate()
             .map(|(index, item)| {
@@ -80,19 +80,6 @@ impl DicomSearch for DicomWebSource {
                 })
             })
             .collect::<Result<_, FetchError>>()?;
-        // The server's order is not specified: by series number, then UID.
-        listed.sort_by(|a, b| {
-            (
-                a.series_number.is_none(),
-                a.series_number,
-                &a.series_instance_uid,
-            )
-                .cmp(&(
-                    b.series_number.is_none(),
-                    b.series_number,
-                    &b.series_instance_uid,
-                ))
-        });
         Ok(listed)
     }
 }
