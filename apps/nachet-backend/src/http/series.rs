@@ -485,12 +485,13 @@ pub struct StudySeriesView {
 
 impl From<StudySeries> for StudySeriesView {
     fn from(item: StudySeries) -> Self {
-        let listing = item.listing.clone().unwrap_or_default();
+        let in_dicom_server = item.listing.is_some();
+        let listing = item.listing.unwrap_or_default();
         let series = item.series.as_ref();
         let run = series.and_then(|s| s.run.as_ref());
         Self {
             series_instance_uid: item.series_instance_uid,
-            in_dicom_server: item.listing.is_some(),
+            in_dicom_server,
             modality: listing.modality,
             series_number: listing.series_number,
             series_description: listing.series_description,

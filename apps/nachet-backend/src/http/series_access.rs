@@ -21,7 +21,6 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
@@ -382,7 +381,7 @@ struct Jwks {
 
 #[derive(Default)]
 struct HeldKeys {
-    keys: Vec<(Option<String>, Arc<DecodingKey>)>,
+    keys: Vec<(Option<String>, DecodingKey)>,
     fetched_at: Option<Instant>,
 }
 
@@ -394,7 +393,7 @@ impl HeldKeys {
             None if self.keys.len() == 1 => self.keys.first(),
             None => None,
         };
-        found.map(|(_, key)| DecodingKey::clone(key))
+        found.map(|(_, key)| key.clone())
     }
 
     fn older_than(&self, age: Duration) -> bool {
@@ -464,7 +463,7 @@ impl Jwks {
         })
     }
 
-    async fn fetch(&self) -> Result<Vec<(Option<String>, Arc<DecodingKey>)>, String> {
+    async fn fetch(&self) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
         let response = self
             .client
             .get(&self.url)
@@ -478,7 +477,7 @@ impl Jwks {
         let mut keys = Vec::with_capacity(set.keys.len());
         for jwk in &set.keys {
             match DecodingKey::from_jwk(jwk) {
-                Ok(key) => keys.push((jwk.common.key_id.clone(), Arc::new(key))),
+                Ok(key) => keys.push((jwk.common.key_id.clone(), key)),
                 Err(e) => {
                     tracing::warn!(kid = ?jwk.common.key_id, "a JWKS key cannot be used: {e}")
                 }
