@@ -4,8 +4,12 @@
 default:
     @just --list
 
-# run the backend
+# run the backend on a development machine (stand-ins for the models, the ML app, a PACS)
 run *ARGS:
+    cargo run -p nachet-dev -- {{ARGS}}
+
+# run the production server (every required setting given: NACHET_CONFIG or NACHET__*)
+serve *ARGS:
     cargo run -p nachet-backend -- {{ARGS}}
 
 # every test against the real services (installs and starts them, then stops them)

@@ -8,7 +8,7 @@
 #  2. kustomization.yaml lists every manifest but secrets.example.yaml, and only files that
 #     exist;
 #  3. the ConfigMap's nachet.toml parses (tomllib), and every key it sets exists in
-#     apps/nachet-backend/config/default.toml, in the same section: set there, or shown there
+#     crates/settings/default.toml, in the same section: set there, or shown there
 #     in a comment as `# key = ...`, or one of the few keys default.toml describes only in
 #     prose (PROSE_KEYS below). A misspelt key fails here instead of at the pod's start;
 #  4. the Deployment's NACHET__* variables name such keys too, NACHET_CONFIG is the path
@@ -71,7 +71,7 @@ for version in "${kubernetes_versions[@]}"; do
 done
 [ "$failed" -eq 0 ] || { echo "k8s-validate: schema validation failed" >&2; exit 1; }
 
-"$venv/bin/python" - "$dir" apps/nachet-backend/config/default.toml <<'PY'
+"$venv/bin/python" - "$dir" crates/settings/default.toml <<'PY'
 import pathlib, re, sys, tomllib
 import yaml
 

@@ -8,8 +8,9 @@
 #   ./deploy/schemathesis.sh                       SCHEMATHESIS_EXAMPLES (30) per operation
 #   SCHEMATHESIS_EXAMPLES=500 ./deploy/schemathesis.sh
 #
-# The server is the debug binary the tests built (target/debug/nachet-backend; built here
-# when missing) on the embedded default, in a scratch folder, with the series demo off.
+# The server is the development backend (target/debug/nachet-dev, built here when missing:
+# the production server with the stand-ins' settings), in a scratch folder, with the demo
+# DICOM server off and free ports for the stand-ins.
 # schemathesis (pinned) is installed with pip in target/schemathesis-venv on first use.
 # deploy/schemathesis/hooks.py turns each schema-valid `image` into a real picture;
 # deploy/schemathesis/schemathesis.toml says why a 502 is expected of the DICOM searches.
@@ -22,14 +23,14 @@ examples=${SCHEMATHESIS_EXAMPLES:-30}
 port=${SCHEMATHESIS_PORT:-18090}
 admin_token=schemathesis-admin-token
 venv=$root/target/schemathesis-venv
-binary=$root/target/debug/nachet-backend
+binary=$root/target/debug/nachet-dev
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
     echo "installing schemathesis $version (pip, in $venv)" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
-[ -x "$binary" ] || cargo build -p nachet-backend
+[ -x "$binary" ] || cargo build -p nachet-dev
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/nachet-schemathesis.XXXXXX")
 server=""
@@ -48,8 +49,8 @@ trap finish EXIT
 
 (
     cd "$scratch"
-    NACHET__SERVER__PORT=$port NACHET__ADMIN__TOKEN=$admin_token NACHET__SERIES__DEMO=false \
-        RUST_LOG=warn exec "$binary"
+    NACHET__SERVER__PORT=$port NACHET__ADMIN__TOKEN=$admin_token \
+        NACHET__DEVELOPMENT__DEMO_DICOM=false RUST_LOG=warn exec "$binary"
 ) >"$scratch/server.log" 2>&1 &
 server=$!
 for _ in $(seq 120); do

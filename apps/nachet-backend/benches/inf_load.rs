@@ -291,14 +291,28 @@ impl Drop for Backend {
 
 /// The backend's binary on the embedded default, its pipelines from `catalogue`.
 async fn start_backend(dir: &std::path::Path, catalogue: &Value) -> Backend {
-    let catalogue_path = dir.join("catalogue.json");
-    std::fs::write(&catalogue_path, catalogue.to_string()).unwrap();
+    // The catalogue published as a stored version, as a deployment's is; the development
+    // identity (nachet-dev's settings).
+    let (mut settings, _) = nachet_dev::default_settings();
+    settings.data_dir = dir.to_owned();
+    settings.blob = blob_store::BlobSettings::LocalDisk {
+        root: dir.join("blobs"),
+    };
+    let document: pipeline::CatalogueDocument = serde_json::from_value(catalogue.clone()).unwrap();
+    let catalogue = pipeline::validate_document(document, None).unwrap();
+    nachet_dev::catalogue::publish_into(&mut settings, &catalogue)
+        .await
+        .unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nachet-backend"))
+        .envs(nachet_dev::development_env(&settings))
+        .env("NACHET__SERIES__ML_APP__URL", "http://127.0.0.1:9")
+        .env("NACHET__SERIES__ML_APP__CALLBACK_TOKEN", "unused")
+        .env("NACHET__SERIES__ML_APP__MODEL_TYPES", "unused")
         .env("NACHET__SERVER__PORT", port.to_string())
         .env("NACHET__DATA_DIR", dir)
         .env(
@@ -307,11 +321,7 @@ async fn start_backend(dir: &std::path::Path, catalogue: &Value) -> Backend {
         )
         .env("NACHET__BLOB__KIND", "local_disk")
         .env("NACHET__BLOB__ROOT", dir.join("blobs"))
-        .env("NACHET__PIPELINES__SOURCE", "file")
-        .env("NACHET__PIPELINES__PATH", &catalogue_path)
-        .env("NACHET__REFERENCE_MODELS__ENABLED", "false")
         .env("NACHET__SERIES__WORKERS", "0")
-        .env("NACHET__SERIES__DEMO", "false")
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or("warn".into()),

@@ -312,8 +312,22 @@ impl BackendProcess {
             .unwrap()
             .port();
         let log = std::fs::File::create(dir.join("backend.log")).unwrap();
+        // A catalogue is required (no seed model is called here) and the development identity.
+        let (mut settings, _) = nachet_dev::default_settings();
+        settings.data_dir = dir.to_owned();
+        settings.blob = blob_store::BlobSettings::LocalDisk {
+            root: dir.join("blobs"),
+        };
+        let catalogue = nachet_dev::reference_catalogue(
+            "http://127.0.0.1:9",
+            &secrecy::SecretString::from("k"),
+        );
+        nachet_dev::catalogue::publish_into(&mut settings, &catalogue)
+            .await
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nachet-backend"))
             .env_remove("NACHET_CONFIG")
+            .envs(nachet_dev::development_env(&settings))
             .env("RUST_LOG", "warn")
             .env("NACHET__DATA_DIR", dir)
             .env("NACHET__SERVER__PORT", port.to_string())
@@ -323,8 +337,6 @@ impl BackendProcess {
             )
             .env("NACHET__BLOB__ROOT", dir.join("blobs"))
             .env("NACHET__ADMIN__TOKEN", ADMIN_TOKEN)
-            .env("NACHET__SERIES__DEMO", "false")
-            .env("NACHET__SERIES__ML_APP__KIND", "external")
             .env("NACHET__SERIES__ML_APP__NAME", "stub")
             .env("NACHET__SERIES__ML_APP__URL", ml_app_url)
             .env("NACHET__SERIES__ML_APP__CALLBACK_TOKEN", CALLBACK_TOKEN)

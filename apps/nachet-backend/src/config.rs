@@ -1,12 +1,15 @@
-//! Settings: built-in defaults (the embedded default), then a file, then environment variables.
+//! The server's settings: where they come from and their defaults are the `settings` crate's
+//! (`crates/settings/default.toml`, then `NACHET_CONFIG`, then `NACHET__*` variables); this
+//! module is their types, and [`Settings::missing`], what a deployment must give.
 
 use std::path::PathBuf;
 
 use blob_store::BlobSettings;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 
-const DEFAULTS: &str = include_str!("../config/default.toml");
+use crate::http::identity::IdentitySettings;
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Settings {
@@ -16,25 +19,24 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub blob: BlobSettings,
-    pub pipelines: PipelineSettings,
-    pub reference_models: ReferenceModelSettings,
     pub inference: InferenceSettings,
     pub users: UserSettings,
-    /// Who the caller is (login proxy cookie, proxy header, or a development user).
-    pub identity: crate::http::identity::IdentitySettings,
+    /// Who the caller is (login proxy cookie, proxy header, or a development user). Required.
+    #[serde(default, deserialize_with = "chosen_mode")]
+    pub identity: Option<IdentitySettings>,
     /// Browsers' cross-origin calls (the Nachet frontend's development setup).
     pub cors: CorsSettings,
     /// The users' folders: the default one, and who receives archived verified pictures.
     pub folders: inference::FolderSettings,
-    /// Stored catalogue versions (`NACHET_BLOB_PIPELINE_*` too); see `crate::catalogue`.
+    /// The stored catalogue version loaded at start and its key (`NACHET_BLOB_PIPELINE_*`
+    /// too); see `crate::catalogue`. The version and the key are required.
     #[serde(default)]
     pub catalogue: catalogue_store::CatalogueSettings,
     /// The admin API (`/api/admin/...`); see `crate::http::admin`.
     #[serde(default)]
     pub admin: crate::http::admin::AdminSettings,
-    /// DICOM series predictions; see `crate::series_wiring`.
-    #[serde(default)]
-    pub series: crate::series_wiring::SeriesSettings,
+    /// DICOM series predictions; see `crate::series`.
+    pub series: crate::series::SeriesSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -54,22 +56,6 @@ impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DatabaseSettings { url: [secret] }")
     }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "source", rename_all = "snake_case")]
-pub enum PipelineSettings {
-    /// A catalogue of the reference model servers started beside the backend.
-    Reference,
-    /// A plain JSON catalogue document (development; endpoints and keys in clear).
-    File { path: PathBuf },
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct ReferenceModelSettings {
-    pub enabled: bool,
-    pub port: Option<u16>,
-    pub api_key: SecretString,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -120,64 +106,145 @@ pub(crate) fn list_or_comma_separated<'de, D: Deserializer<'de>>(
     .collect())
 }
 
-impl Settings {
-    /// Defaults, then the TOML file named by `NACHET_CONFIG` (if set), then `NACHET__*`
-    /// environment variables (`__` separates sections: `NACHET__SERVER__PORT=9000`).
-    pub fn load() -> Result<Self, config::ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Ok(path) = std::env::var("NACHET_CONFIG") {
-            builder = builder.add_source(config::File::with_name(&path).required(true));
+/// A section chosen by its `mode` key (`[identity]`, `[series.access]`), which has no
+/// default: `None` when the section sets nothing, and [`Settings::missing`] says so.
+pub(crate) fn chosen_mode<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let section = serde_json::Value::deserialize(d)?;
+    match &section {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Object(keys) if keys.is_empty() => Ok(None),
+        serde_json::Value::Object(keys) if !keys.contains_key("mode") => {
+            Err(D::Error::custom(format!(
+                "`mode` is not set, but other keys are ({}): set the mode first",
+                keys.keys().cloned().collect::<Vec<_>>().join(", ")
+            )))
         }
-        builder
-            .add_source(
-                config::Environment::with_prefix("NACHET")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
-            .build()?
-            .try_deserialize()
+        _ => T::deserialize(section).map(Some).map_err(D::Error::custom),
+    }
+}
+
+impl Settings {
+    /// The defaults, then `NACHET_CONFIG`, then `NACHET__*` variables (the `settings` crate).
+    pub fn load() -> Result<Self, config::ConfigError> {
+        settings::load(None)
     }
 
-    /// The built-in defaults alone (tests start from these).
+    /// The built-in defaults alone (tests start from these and fill in what is required).
     pub fn defaults() -> Self {
-        config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .build()
-            .and_then(config::Config::try_deserialize)
-            .expect("the built-in defaults are valid")
+        settings::layered(&[]).expect("the built-in defaults are valid")
+    }
+
+    /// What a deployment must give and these settings do not, one line each naming the
+    /// setting and what it is for; empty when the server can start.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        let catalogue = self.catalogue.clone().with_contract_environment();
+        if catalogue.version().is_err() {
+            missing.push(format!(
+                "catalogue.version (or {}): the pipeline catalogue version to load, published \
+                 with `nachet-catalogue insert`",
+                pipeline::VERSION_ENV
+            ));
+        }
+        if catalogue
+            .decryption_key
+            .as_ref()
+            .is_none_or(|key| key.expose_secret().trim().is_empty())
+        {
+            missing.push(format!(
+                "catalogue.decryption_key (or {}): the Fernet key of the catalogue versions",
+                pipeline::KEY_ENV
+            ));
+        }
+        if self.identity.is_none() {
+            missing.push(
+                "identity.mode: who the seed routes' callers are (vouch, header or development)"
+                    .into(),
+            );
+        }
+        if self.series.access.is_none() {
+            missing.push(
+                "series.access.mode: who the radiologist's routes' callers are (jwt or \
+                 development)"
+                    .into(),
+            );
+        }
+        let ml_app = &self.series.ml_app;
+        if ml_app
+            .url
+            .as_deref()
+            .is_none_or(|url| url.trim().is_empty())
+        {
+            missing.push("series.ml_app.url: the ML app series are sent to".into());
+        }
+        if ml_app
+            .callback_token
+            .as_ref()
+            .is_none_or(|token| token.expose_secret().trim().is_empty())
+        {
+            missing.push(
+                "series.ml_app.callback_token: the secret the ML app's status callbacks carry"
+                    .into(),
+            );
+        }
+        if ml_app.model_types.is_empty() {
+            missing.push("series.ml_app.model_types: the model types the ML app runs".into());
+        }
+        missing
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::series_access::SeriesAccessSettings;
 
     /// The defaults with `toml` over them, as a deployment's file is layered.
     fn layered(toml: &str) -> Result<Settings, config::ConfigError> {
-        config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
-            .build()?
-            .try_deserialize()
+        settings::layered(&[toml])
     }
 
     #[test]
     fn each_mode_of_a_setting_can_be_chosen_over_the_defaults() {
-        // A key of one mode left in the defaults would be refused by another mode.
         let settings = layered(
             "[series.access]\nmode = \"jwt\"\njwks_url = \"https://idp.example.org/jwks\"\n",
         )
         .unwrap();
         assert!(matches!(
             settings.series.access,
-            crate::http::series_access::SeriesAccessSettings::Jwt(_)
+            Some(SeriesAccessSettings::Jwt(_))
         ));
         let settings = layered("[identity]\nmode = \"header\"\nheader = \"X-Email\"\n").unwrap();
         assert!(matches!(
             settings.identity,
-            crate::http::identity::IdentitySettings::Header { .. }
+            Some(IdentitySettings::Header { .. })
         ));
+    }
+
+    #[test]
+    fn the_defaults_name_every_setting_a_deployment_must_give() {
+        let missing = Settings::defaults().missing().join("\n");
+        for setting in [
+            "catalogue.version",
+            "catalogue.decryption_key",
+            "identity.mode",
+            "series.access.mode",
+            "series.ml_app.url",
+            "series.ml_app.callback_token",
+            "series.ml_app.model_types",
+        ] {
+            assert!(missing.contains(setting), "{setting} not in:\n{missing}");
+        }
+    }
+
+    #[test]
+    fn a_mode_section_without_its_mode_is_refused_by_name() {
+        let error = layered("[identity]\nheader = \"X-Email\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`mode` is not set"), "{error}");
+        assert!(error.contains("header"), "{error}");
     }
 }

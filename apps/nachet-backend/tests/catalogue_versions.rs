@@ -1,7 +1,7 @@
 //! Catalogue versions in the running backend: loading at start (also through the binary with
-//! the contract's variable names), switching under load with the admin API, the embedded
-//! default's own key and version. Reference model servers on free ports, SQLite and local
-//! disk in a temporary folder.
+//! the contract's variable names, and refusing to start without what production needs),
+//! switching under load with the admin API, the development stand-ins' own key and version.
+//! Reference model servers on free ports, SQLite and local disk in a temporary folder.
 
 use std::io::Cursor;
 use std::net::TcpListener;
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use catalogue_store::{CatalogueSettings, FernetCipher};
-use nachet_backend::Settings;
+use nachet_backend::{Backend, Settings};
+use nachet_dev::StandIns;
 use pipeline::{CatalogueDocument, CatalogueVersions, validate_document};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -22,7 +23,7 @@ const ADMIN_TOKEN: &str = "admin-token-for-tests";
 const MODELS_KEY: &str = "reference-models-dev-key";
 
 fn settings(dir: &Path, key: Option<&SecretString>) -> Settings {
-    let mut settings = Settings::defaults();
+    let (mut settings, _) = nachet_dev::default_settings();
     settings.data_dir = dir.to_path_buf();
     settings.server.port = 0;
     settings.database.url = SecretString::from(format!(
@@ -39,6 +40,40 @@ fn settings(dir: &Path, key: Option<&SecretString>) -> Settings {
     };
     settings.admin.token = Some(SecretString::from(ADMIN_TOKEN));
     settings
+}
+
+/// A backend with the development stand-ins: reference models (on `models_port`, or a free
+/// port), their catalogue published unless the settings name a version, the reference ML app.
+struct Dev {
+    backend: Backend,
+    stand_ins: StandIns,
+}
+
+impl Dev {
+    fn url(&self) -> &str {
+        self.backend.url()
+    }
+
+    fn models_url(&self) -> String {
+        self.stand_ins.models.url.clone()
+    }
+
+    async fn stop(self) {
+        self.backend.stop().await;
+        self.stand_ins.stop().await;
+    }
+}
+
+async fn start(mut settings: Settings, models_port: Option<u16>) -> Dev {
+    let (_, mut options) = nachet_dev::default_settings();
+    options.demo_dicom = false;
+    options.models_port = models_port;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stand_ins = StandIns::start(&options, &mut settings, listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let backend = nachet_backend::start_on(listener, settings).await.unwrap();
+    Dev { backend, stand_ins }
 }
 
 /// A catalogue with one pipeline `seeds` (detector + classifier) at `models_url`.
@@ -223,13 +258,13 @@ async fn requests_keep_succeeding_while_the_version_changes() {
     let dir = tempfile::tempdir().unwrap();
     let key = FernetCipher::generate_key();
     let settings = settings(dir.path(), Some(&key));
-    let backend = nachet_backend::start(settings.clone()).await.unwrap();
-    let models_url = backend.reference_models.as_ref().unwrap().url.clone();
+    let backend = start(settings.clone(), None).await;
+    let models_url = backend.models_url();
     let store = versions(&settings, &key);
     publish(&store, catalogue_document("1.0.0", "1", &models_url)).await;
     publish(&store, catalogue_document("1.0.1", "2", &models_url)).await;
 
-    let client = Arc::new(Client::new(&backend.url));
+    let client = Arc::new(Client::new(backend.url()));
     let first = client.switch("1.0.0").await;
     let id_a = pipeline_id(&first["running"], "seeds");
     let second = client.switch("1.0.1").await;
@@ -308,8 +343,8 @@ async fn a_request_in_flight_finishes_on_the_version_it_started_with() {
     let dir = tempfile::tempdir().unwrap();
     let key = FernetCipher::generate_key();
     let settings = settings(dir.path(), Some(&key));
-    let backend = nachet_backend::start(settings.clone()).await.unwrap();
-    let fast_url = backend.reference_models.as_ref().unwrap().url.clone();
+    let backend = start(settings.clone(), None).await;
+    let fast_url = backend.models_url();
     let slow = reference_models::start(reference_models::Options::new(MODELS_KEY).with_behaviour(
         reference_models::Behaviour::Delay(Duration::from_millis(1500)),
     ))
@@ -319,7 +354,7 @@ async fn a_request_in_flight_finishes_on_the_version_it_started_with() {
     publish(&store, catalogue_document("2.0.0", "1", &slow.url)).await;
     publish(&store, catalogue_document("2.0.1", "2", &fast_url)).await;
 
-    let client = Arc::new(Client::new(&backend.url));
+    let client = Arc::new(Client::new(backend.url()));
     let old = client.switch("2.0.0").await;
     let old_id = pipeline_id(&old["running"], "seeds");
     let user = client.user_id().await;
@@ -353,8 +388,8 @@ async fn the_admin_api_needs_its_token_and_a_failed_load_keeps_the_running_versi
     let dir = tempfile::tempdir().unwrap();
     let key = FernetCipher::generate_key();
     let settings = settings(dir.path(), Some(&key));
-    let backend = nachet_backend::start(settings.clone()).await.unwrap();
-    let models_url = backend.reference_models.as_ref().unwrap().url.clone();
+    let backend = start(settings.clone(), None).await;
+    let models_url = backend.models_url();
     let store = versions(&settings, &key);
     publish(&store, catalogue_document("3.0.0", "1", &models_url)).await;
     // Published with another key.
@@ -364,7 +399,7 @@ async fn the_admin_api_needs_its_token_and_a_failed_load_keeps_the_running_versi
     )
     .await;
 
-    let client = Client::new(&backend.url);
+    let client = Client::new(backend.url());
     client.switch("3.0.0").await;
 
     let (status, body) = client.reload("3.0.0", None).await;
@@ -377,7 +412,7 @@ async fn the_admin_api_needs_its_token_and_a_failed_load_keeps_the_running_versi
     assert_eq!(status, 401);
     let response = client
         .http
-        .get(format!("{}/api/admin/pipelines", backend.url))
+        .get(format!("{}/api/admin/pipelines", backend.url()))
         .send()
         .await
         .unwrap();
@@ -412,7 +447,7 @@ async fn the_admin_api_needs_its_token_and_a_failed_load_keeps_the_running_versi
 
     let response = client
         .http
-        .post(format!("{}/api/admin/pipelines/reload", backend.url))
+        .post(format!("{}/api/admin/pipelines/reload", backend.url()))
         .bearer_auth(ADMIN_TOKEN)
         .header("content-type", "application/json")
         .body("{\"versoin\": \"3.0.0\"}")
@@ -442,15 +477,15 @@ async fn the_admin_api_needs_its_token_and_a_failed_load_keeps_the_running_versi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_default_publishes_its_catalogue_with_a_key_it_keeps() {
+async fn the_development_stand_ins_publish_their_catalogue_with_a_key_they_keep() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = settings(dir.path(), None);
-    settings.reference_models.port = Some(free_port());
+    let settings = settings(dir.path(), None);
+    let port = free_port();
 
-    let backend = nachet_backend::start(settings.clone()).await.unwrap();
+    let backend = start(settings.clone(), Some(port)).await;
     let key_file = dir.path().join("pipeline-catalogue.key");
     let key = std::fs::read_to_string(&key_file).unwrap();
-    let client = Client::new(&backend.url);
+    let client = Client::new(backend.url());
     let listed = client.admin_pipelines().await;
     assert_eq!(listed["running"]["version"], "0.0.1");
     let names: Vec<String> = client
@@ -475,8 +510,8 @@ async fn the_embedded_default_publishes_its_catalogue_with_a_key_it_keeps() {
     backend.stop().await;
 
     // Same servers, same key: the same version again.
-    let backend = nachet_backend::start(settings.clone()).await.unwrap();
-    let client = Client::new(&backend.url);
+    let backend = start(settings.clone(), Some(port)).await;
+    let client = Client::new(backend.url());
     assert_eq!(
         client.admin_pipelines().await["running"]["version"],
         "0.0.1"
@@ -485,9 +520,8 @@ async fn the_embedded_default_publishes_its_catalogue_with_a_key_it_keeps() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
 
     // The servers moved: a new version, still with the kept key.
-    settings.reference_models.port = Some(free_port());
-    let backend = nachet_backend::start(settings).await.unwrap();
-    let client = Client::new(&backend.url);
+    let backend = start(settings, Some(free_port())).await;
+    let client = Client::new(backend.url());
     assert_eq!(
         client.admin_pipelines().await["running"]["version"],
         "0.0.2"
@@ -509,6 +543,16 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// What production needs besides the catalogue (the ML app is not called in these tests).
+const PRODUCTION_ENV: &[(&str, &str)] = &[
+    ("NACHET__IDENTITY__MODE", "header"),
+    ("NACHET__IDENTITY__HEADER", "X-Forwarded-Email"),
+    ("NACHET__SERIES__ACCESS__MODE", "development"),
+    ("NACHET__SERIES__ML_APP__URL", "http://127.0.0.1:9"),
+    ("NACHET__SERIES__ML_APP__CALLBACK_TOKEN", "callback-token"),
+    ("NACHET__SERIES__ML_APP__MODEL_TYPES", "a,b"),
+];
 
 /// The binary, with only the given variables (and PATH).
 struct Process(Child);
@@ -537,7 +581,7 @@ fn backend_binary(dir: &Path, port: u16, env: &[(&str, &str)]) -> Command {
             dir.join("blobs").display().to_string(),
         )
         .env("NACHET__SERVER__PORT", port.to_string())
-        .env("NACHET__REFERENCE_MODELS__ENABLED", "false")
+        .envs(PRODUCTION_ENV.iter().copied())
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -626,6 +670,80 @@ async fn the_binary_loads_the_version_named_by_the_contract_variables() {
     }
 }
 
+/// The production binary refuses to start without each setting a deployment must give, and
+/// names it (no development stand-in fills anything in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_to_start_without_each_production_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = FernetCipher::generate_key();
+    let full: Vec<(&str, String)> = PRODUCTION_ENV
+        .iter()
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .chain([
+            ("NACHET__CATALOGUE__VERSION", "0.1.4".to_owned()),
+            (
+                "NACHET__CATALOGUE__DECRYPTION_KEY",
+                key.expose_secret().to_owned(),
+            ),
+        ])
+        .collect();
+    for (missing, named) in [
+        ("NACHET__CATALOGUE__VERSION", "catalogue.version"),
+        (
+            "NACHET__CATALOGUE__DECRYPTION_KEY",
+            "catalogue.decryption_key",
+        ),
+        ("NACHET__IDENTITY__MODE", "identity.mode"),
+        ("NACHET__SERIES__ACCESS__MODE", "series.access.mode"),
+        ("NACHET__SERIES__ML_APP__URL", "series.ml_app.url"),
+        (
+            "NACHET__SERIES__ML_APP__CALLBACK_TOKEN",
+            "series.ml_app.callback_token",
+        ),
+        (
+            "NACHET__SERIES__ML_APP__MODEL_TYPES",
+            "series.ml_app.model_types",
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nachet-backend"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .env("NACHET__DATA_DIR", dir.path().display().to_string())
+            .env(
+                "NACHET__DATABASE__URL",
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("db.sqlite").display()
+                ),
+            )
+            .env("NACHET__SERVER__PORT", "0");
+        for (name, value) in &full {
+            // A mode's other keys go with it, or the section is refused for another reason.
+            let left_out = *name == missing
+                || (missing == "NACHET__IDENTITY__MODE" && *name == "NACHET__IDENTITY__HEADER");
+            if !left_out {
+                command.env(name, value);
+            }
+        }
+        let output = command.stdout(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "started without {missing}: {stderr}"
+        );
+        assert!(
+            stderr.contains("the settings miss what the server needs") && stderr.contains(named),
+            "without {missing}, expected {named:?} in:\n{stderr}"
+        );
+        // Only what is missing is named.
+        assert_eq!(stderr.matches("\n  - ").count(), 1, "{stderr}");
+    }
+    // Nothing was opened before the refusal.
+    assert!(!dir.path().join("db.sqlite").exists());
+}
+
 /// Polls `client`'s running catalogue until its description is `catalogue {version}`.
 async fn wait_for_version(client: &Client, version: &str) {
     let started = Instant::now();
@@ -651,8 +769,8 @@ async fn a_switch_on_one_replica_reaches_the_others_and_a_restart_keeps_it() {
     let key = FernetCipher::generate_key();
     let mut settings = settings(dir.path(), Some(&key));
     settings.catalogue_poll_seconds = 1;
-    let a = nachet_backend::start(settings.clone()).await.unwrap();
-    let models_url = a.reference_models.as_ref().unwrap().url.clone();
+    let a = start(settings.clone(), None).await;
+    let models_url = a.models_url();
     let store = versions(&settings, &key);
     publish(&store, catalogue_document("1.0.0", "1", &models_url)).await;
     publish(&store, catalogue_document("1.0.1", "2", &models_url)).await;
@@ -660,8 +778,8 @@ async fn a_switch_on_one_replica_reaches_the_others_and_a_restart_keeps_it() {
     // B is deployed with 1.0.0 configured: a new configuration, chosen for every replica.
     let mut configured = settings.clone();
     configured.catalogue.version = Some("1.0.0".into());
-    let b = nachet_backend::start(configured.clone()).await.unwrap();
-    let (client_a, client_b) = (Client::new(&a.url), Client::new(&b.url));
+    let b = start(configured.clone(), None).await;
+    let (client_a, client_b) = (Client::new(a.url()), Client::new(b.url()));
     wait_for_version(&client_b, "1.0.0").await;
     wait_for_version(&client_a, "1.0.0").await;
 
@@ -671,8 +789,8 @@ async fn a_switch_on_one_replica_reaches_the_others_and_a_restart_keeps_it() {
 
     // B restarts with the same configuration: it runs what was switched to since.
     b.stop().await;
-    let b = nachet_backend::start(configured).await.unwrap();
-    let client_b = Client::new(&b.url);
+    let b = start(configured, None).await;
+    let client_b = Client::new(b.url());
     let running = client_b.metadata().await[0]["description"].clone();
     assert_eq!(running, "catalogue 1.0.1");
     b.stop().await;

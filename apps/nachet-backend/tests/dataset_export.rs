@@ -346,7 +346,7 @@ async fn a_dataset_of_1000_pictures_goes_out_in_bounded_memory() {
     const PICTURES: usize = 1000;
     let t = start(Db::Sqlite, Blobs::LocalDisk).await;
     let user = uuid::Uuid::parse_str(&t.user(TECH).await).unwrap();
-    let store = t.backend.store.clone();
+    let store = t.store.clone();
     let seed_id = store.list_seeds().await.unwrap()[0].id;
     let png = bytes::Bytes::from(noise_png(250));
     let (session, folder) = store
@@ -357,7 +357,7 @@ async fn a_dataset_of_1000_pictures_goes_out_in_bounded_memory() {
         let id = uuid::Uuid::new_v4();
         let key = BlobKey::from_segments(&[&user.to_string(), &folder.name, &format!("{id}.png")])
             .unwrap();
-        t.backend.blobs.put_new(&key, png.clone()).await.unwrap();
+        t.blobs.put_new(&key, png.clone()).await.unwrap();
         store
             .save_imported_picture(&ImportedPicture {
                 session_id: session.id,

@@ -342,7 +342,7 @@ async fn every_case_of_feedback_on_postgres_and_azurite() {
 /// Boxes, candidates, species and verifications: what a refused call must leave as it was.
 async fn footprint(t: &TestBackend) -> (i64, i64, i64, i64) {
     let verified = {
-        let db = t.backend.store.connection();
+        let db = t.store.connection();
         use sea_orm::{ConnectionTrait, Statement};
         let row = db
             .query_one_raw(Statement::from_string(

@@ -149,9 +149,9 @@ async fn a_folder_of_two_pictures(t: &TestBackend) -> (Uuid, Uuid) {
 async fn blob_storage_fails_after_the_rows_are_gone(t: &TestBackend) {
     let (user, folder) = a_folder_of_two_pictures(t).await;
     assert_eq!(t.blob_keys().await.len(), 4);
-    let store = t.backend.store.clone();
+    let store = t.store.clone();
     let blobs = Arc::new(FlakyBlobs {
-        inner: t.backend.blobs.clone(),
+        inner: t.blobs.clone(),
         failing: AtomicBool::new(true),
     });
     let folders = FolderService::new(
@@ -198,14 +198,14 @@ async fn blob_storage_fails_after_the_rows_are_gone(t: &TestBackend) {
 
 async fn the_database_fails_before_any_blob_is_touched(t: &TestBackend) {
     let (user, folder) = a_folder_of_two_pictures(t).await;
-    let store = t.backend.store.clone();
+    let store = t.store.clone();
     let folders = FolderService::new(
         FolderPorts {
             folders: Arc::new(FailingDeletion(store.clone())),
             inferences: store.clone(),
             users: store.clone(),
             seeds: store.clone(),
-            blobs: t.backend.blobs.clone(),
+            blobs: t.blobs.clone(),
         },
         CodecPool::new(
             1,

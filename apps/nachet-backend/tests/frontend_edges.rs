@@ -107,10 +107,10 @@ const SECRET: &str = "the secret vouch and the backend share";
 
 async fn behind_vouch() -> TestBackend {
     let (mut settings, dir) = settings(Db::Sqlite, Blobs::LocalDisk).await;
-    settings.identity = IdentitySettings::Vouch {
+    settings.identity = Some(IdentitySettings::Vouch {
         secret: SecretString::from(SECRET),
         cookie: "jxVouchCookie".into(),
-    };
+    });
     start_with(settings, dir).await
 }
 
@@ -209,9 +209,9 @@ async fn behind_a_proxy_the_header_says_who() {
 #[tokio::test]
 async fn the_embedded_default_is_one_development_user() {
     let (mut settings, dir) = settings(Db::Sqlite, Blobs::LocalDisk).await;
-    settings.identity = IdentitySettings::Development {
+    settings.identity = Some(IdentitySettings::Development {
         email: "developer@nachet.local".into(),
-    };
+    });
     let t = start_with(settings, dir).await;
     let plain = reqwest::Client::new();
     let mut ids = Vec::new();

@@ -37,7 +37,6 @@ async fn check_response(t: &TestBackend, answer: &Value, dims: [u32; 2], expecte
 
     let inference_id = Uuid::parse_str(answer["inference_id"].as_str().unwrap()).unwrap();
     let stored = t
-        .backend
         .store
         .find_inference(inference_id)
         .await
@@ -109,11 +108,10 @@ async fn check_response(t: &TestBackend, answer: &Value, dims: [u32; 2], expecte
     // The picture and the result document are in blob storage, beside each other.
     let picture_key = datastore::BlobKey::parse(answer["filename"].as_str().unwrap()).unwrap();
     assert_eq!(stored.picture.blob_key, picture_key.to_string());
-    let picture = t.backend.blobs.get(&picture_key).await.unwrap();
+    let picture = t.blobs.get(&picture_key).await.unwrap();
     assert!(!picture.is_empty());
     let result_key = datastore::BlobKey::parse(&stored.result_blob_key).unwrap();
-    let result: Value =
-        serde_json::from_slice(&t.backend.blobs.get(&result_key).await.unwrap()).unwrap();
+    let result: Value = serde_json::from_slice(&t.blobs.get(&result_key).await.unwrap()).unwrap();
     assert_eq!(&result, answer, "the stored result is the answer");
 }
 
@@ -274,7 +272,7 @@ async fn the_other_endpoints_of_the_frontend() {
     ] {
         assert!(default[0].get(key).is_some(), "missing {key}");
     }
-    let models_url = &t.backend.reference_models.as_ref().unwrap().url;
+    let models_url = &t.stand_ins.models.url;
     assert!(
         !metadata.contains(models_url.as_str()),
         "no endpoint URL is shown"

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use image::ImageFormat;
-use nachet_backend::config::PipelineSettings;
 use reference_models::{Behaviour, Options, ReferenceModels};
 use serde_json::Value;
 
@@ -174,10 +173,11 @@ async fn backend_with_classifier_and(
             "dataset_description": "", "accuracy": null,
         }],
     });
-    let path = dir.path().join("catalogue.json");
-    std::fs::write(&path, catalogue.to_string()).unwrap();
-    settings.pipelines = PipelineSettings::File { path };
-    settings.reference_models.enabled = false;
+    let catalogue: pipeline::CatalogueDocument = serde_json::from_value(catalogue).unwrap();
+    let catalogue = pipeline::validate_document(catalogue, None).unwrap();
+    nachet_dev::catalogue::publish_into(&mut settings, &catalogue)
+        .await
+        .unwrap();
     let t = start_with(settings, dir).await;
     std::mem::forget(detector); // serves until the test process ends
     t
@@ -327,7 +327,7 @@ async fn mime_wrapped_base64_is_accepted() {
 /// the answer's head as text, read until the blank line.
 async fn head_without_body(t: &TestBackend, length: usize) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = t.backend.url.trim_start_matches("http://").to_owned();
+    let address = t.backend.url().trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let head = format!(
         "POST /inf HTTP/1.1\r\nHost: test\r\n{IDENTITY_HEADER}: {TECH}\r\n\

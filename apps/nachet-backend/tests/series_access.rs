@@ -167,7 +167,7 @@ async fn each_caller_sees_and_drives_only_their_organizations_series() {
     .unwrap();
     let h = start(Db::Sqlite, settings).await;
     let _ml_app = reference_ml_app::start(
-        reference_ml_app::Options::new(h.backend.url.clone(), CALLBACK_TOKEN)
+        reference_ml_app::Options::new(h.backend.url().to_owned(), CALLBACK_TOKEN)
             .with_port(port)
             .without_callbacks(),
     )

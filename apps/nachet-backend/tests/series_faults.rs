@@ -77,7 +77,7 @@ async fn an_ml_app_that_is_down_is_retried_until_it_answers() {
     );
 
     let ml_app = reference_ml_app::start(
-        reference_ml_app::Options::new(h.backend.url.clone(), CALLBACK_TOKEN).with_port(port),
+        reference_ml_app::Options::new(h.backend.url().to_owned(), CALLBACK_TOKEN).with_port(port),
     )
     .await
     .unwrap();
@@ -98,7 +98,7 @@ async fn a_series_whose_ml_app_never_reports_fails_at_the_deadline() {
     external_ml_app(&mut settings, &format!("http://127.0.0.1:{port}"));
     let h = start(Db::Sqlite, settings).await;
     let ml_app = reference_ml_app::start(
-        reference_ml_app::Options::new(h.backend.url.clone(), CALLBACK_TOKEN)
+        reference_ml_app::Options::new(h.backend.url().to_owned(), CALLBACK_TOKEN)
             .with_port(port)
             .without_callbacks(),
     )
@@ -139,19 +139,19 @@ impl BackendProcess {
             .append(true)
             .open(dir.join("backend.log"))
             .unwrap();
+        let env = process_env(dir).await;
         let child = Command::new(env!("CARGO_BIN_EXE_nachet-backend"))
             .env_remove("NACHET_CONFIG")
+            .envs(env)
             .env("RUST_LOG", "info")
             .env("NACHET__DATA_DIR", dir)
             .env("NACHET__SERVER__PORT", port.to_string())
             .env("NACHET__DATABASE__URL", database_url)
             .env("NACHET__BLOB__ROOT", dir.join("blobs"))
             .env("NACHET__ADMIN__TOKEN", ADMIN_TOKEN)
-            .env("NACHET__SERIES__DEMO", "false")
             .env("NACHET__SERIES__LEASE_SECONDS", "2")
             .env("NACHET__SERIES__POLL_INTERVAL_MS", "100")
             .env("NACHET__SERIES__RETRY_FIRST_DELAY_MS", "200")
-            .env("NACHET__SERIES__ML_APP__KIND", "external")
             .env("NACHET__SERIES__ML_APP__NAME", "test-ml-app")
             .env("NACHET__SERIES__ML_APP__URL", ml_app_url)
             .env("NACHET__SERIES__ML_APP__CALLBACK_TOKEN", CALLBACK_TOKEN)

@@ -283,7 +283,7 @@ async fn a_report_that_comes_before_the_ml_app_answers_is_kept() {
     let mut settings = fast_series();
     external_ml_app(&mut settings, &ml_url);
     let h = start(Db::Sqlite, settings).await;
-    app.backend.set(h.backend.url.clone()).unwrap();
+    app.backend.set(h.backend.url().to_owned()).unwrap();
     let org = h.client().add_organization(&orthanc_dicomweb()).await;
 
     for _ in 0..3 {
@@ -412,7 +412,7 @@ async fn a_status_callback_needs_the_ml_apps_token_and_the_current_run() {
     external_ml_app(&mut settings, &format!("http://127.0.0.1:{port}"));
     let h = start(Db::Sqlite, settings).await;
     let ml_app = reference_ml_app::start(
-        reference_ml_app::Options::new(h.backend.url.clone(), CALLBACK_TOKEN)
+        reference_ml_app::Options::new(h.backend.url().to_owned(), CALLBACK_TOKEN)
             .with_port(port)
             .without_callbacks(),
     )

@@ -1,20 +1,25 @@
-//! The backend's own configuration (`nachet_backend::Settings`): the same defaults, file
-//! (`NACHET_CONFIG`) and variables, so the tool finds the versions the backend loads.
+//! The backend's own settings (the `settings` crate: the same defaults, file `NACHET_CONFIG`
+//! and `NACHET__*` variables), of which the tool reads only blob storage and the catalogue,
+//! so it finds the versions the backend loads.
 
 use anyhow::Context as _;
 use blob_store::BlobSettings;
 use catalogue_store::CatalogueSettings;
+use serde::Deserialize;
 
+#[derive(Deserialize)]
 pub struct Settings {
+    #[serde(rename = "blob")]
     pub blobs: BlobSettings,
+    #[serde(default)]
     pub catalogue: CatalogueSettings,
 }
 
 pub fn load() -> anyhow::Result<Settings> {
-    let settings = nachet_backend::Settings::load()
+    let settings: Settings = settings::load(None)
         .context("invalid configuration (the NACHET_CONFIG file or a NACHET__* variable)")?;
     Ok(Settings {
-        blobs: settings.blob,
+        blobs: settings.blobs,
         catalogue: settings.catalogue.with_contract_environment(),
     })
 }

@@ -12,14 +12,10 @@
 //!   Endian included; an instance it cannot read is named with its transfer syntax.
 //! - [`check_part10_prefix`] / [`is_part10`]: whether bytes or a file start like a DICOM
 //!   Part-10 file (128-byte preamble, then `DICM`).
-//! - [`LocalFolderSource`]: a [`dicom_series::ports::DicomSource`] over a local folder of
-//!   DICOM files, the DICOM server of the embedded default.
-//! - [`synthetic`]: synthetic series written with the `dicom` crate, for tests and the
-//!   embedded default's demo series.
+//! - [`synthetic`]: synthetic series written with the `dicom` crate, for tests, benchmarks
+//!   and the development machine's demo series (`apps/nachet-dev`).
 
 mod header;
-mod local_folder;
-mod search;
 pub mod synthetic;
 
 pub use dicom::core::Tag;
@@ -29,4 +25,3 @@ pub use header::{
     THROUGH_SOP_INSTANCE_UID, check_part10_prefix, identify_instance, is_part10,
     read_instance_header, read_instance_header_from,
 };
-pub use local_folder::LocalFolderSource;

@@ -66,8 +66,7 @@ pub struct Organization {
 
 impl Organization {
     /// Checks what an administrator gave: the name (see [`OrganizationName`]), the DICOMweb
-    /// root (an `http://` or `https://` URL, or an absolute folder path for the local-folder
-    /// source), and credentials that a server could accept.
+    /// root (an `http://` or `https://` URL), and credentials that a server could accept.
     pub fn new(
         name: &str,
         dicom_root: &str,
@@ -76,11 +75,9 @@ impl Organization {
     ) -> Result<Self, InvalidOrganization> {
         let name = OrganizationName::parse(name)?;
         let root = dicom_root.trim().trim_end_matches('/');
-        let is_url = root.starts_with("http://") || root.starts_with("https://");
-        let is_folder = dicom_root.trim().starts_with('/');
-        if !(is_url || is_folder) {
+        if !(root.starts_with("http://") || root.starts_with("https://")) {
             return Err(InvalidOrganization(format!(
-                "the DICOM server root {dicom_root:?} is neither an http(s) URL (the DICOMweb root, e.g. https://pacs.example.org/dicom-web) nor an absolute folder path"
+                "the DICOM server root {dicom_root:?} is not an http(s) URL (the DICOMweb root, e.g. https://pacs.example.org/dicom-web)"
             )));
         }
         if root.chars().any(char::is_whitespace) {
@@ -93,11 +90,7 @@ impl Organization {
             id: OrganizationId::new(),
             name,
             dicom_server: DicomServer {
-                root: if is_folder && root.is_empty() {
-                    "/".to_string()
-                } else {
-                    root.to_string()
-                },
+                root: root.to_string(),
                 credentials,
             },
             created_at: now,
@@ -186,15 +179,15 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_root_is_accepted_for_the_local_source() {
-        let org = Organization::new(
+    fn a_folder_is_not_a_dicom_server() {
+        let error = Organization::new(
             "demo",
             "/var/lib/nachet/dicom",
             DicomCredentials::None,
             now(),
         )
-        .unwrap();
-        assert_eq!(org.dicom_server.root, "/var/lib/nachet/dicom");
+        .unwrap_err();
+        assert!(error.to_string().contains("not an http(s) URL"), "{error}");
     }
 
     #[test]
@@ -207,7 +200,12 @@ mod tests {
                 DicomCredentials::None,
                 "looks like an id",
             ),
-            ("a", "pacs.example.org", DicomCredentials::None, "neither"),
+            (
+                "a",
+                "pacs.example.org",
+                DicomCredentials::None,
+                "not an http(s) URL",
+            ),
             ("a", "https://x", basic_credentials("", "p"), "username"),
             ("a", "https://x", basic_credentials("a:b", "p"), "':'"),
             ("a", "https://x", basic_credentials("a", ""), "password"),

@@ -25,7 +25,6 @@ pub struct SeriesKey {
 #[derive(Clone, Debug)]
 pub struct DicomServer {
     /// DICOMweb root, e.g. `http://pacs.example.org/dicom-web` (no trailing slash needed).
-    /// For the local-folder source of the embedded default: a folder path.
     pub root: String,
     pub credentials: DicomCredentials,
 }

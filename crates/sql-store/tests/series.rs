@@ -108,7 +108,13 @@ pub async fn organizations_round_trip_with_their_credentials(store: &SqlStore) {
     )
     .unwrap();
     store.create_organization(&bearer).await.unwrap();
-    let none = Organization::new("Demo", "/var/lib/demo", DicomCredentials::None, t(2)).unwrap();
+    let none = Organization::new(
+        "Demo",
+        "http://127.0.0.1:8083/dicom-web",
+        DicomCredentials::None,
+        t(2),
+    )
+    .unwrap();
     store.create_organization(&none).await.unwrap();
 
     let found = store.find_organization(basic.id).await.unwrap().unwrap();

@@ -24,7 +24,7 @@ use super::body;
 use super::error::ApiError;
 use super::series::SeriesApi;
 use super::series_access::SeriesAdmin;
-use crate::catalogue::{Catalogues, SwitchError};
+use crate::catalogue::Catalogues;
 
 /// `[admin]` of the configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -157,11 +157,7 @@ struct PipelinesBody {
 #[get("/api/admin/pipelines")]
 pub async fn pipelines(_admin: Admin, api: web::Data<AdminApi>) -> Result<HttpResponse, ApiError> {
     let running = RunningCatalogue::from(api.catalogues.registry().current().as_ref());
-    let versions = match api.catalogues.versions().await {
-        Ok(versions) => versions,
-        Err(SwitchError::NoStoredVersions) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+    let versions = api.catalogues.versions().await?;
     Ok(HttpResponse::Ok().json(PipelinesBody {
         running,
         versions: versions
@@ -231,10 +227,9 @@ pub struct OrganizationBody {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
     )]
     name: String,
-    /// The DICOMweb root (`https://pacs.example.org/dicom-web`), or a folder path for the
-    /// local-folder source.
+    /// The DICOMweb root (`https://pacs.example.org/dicom-web`).
     #[schema(
-        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(https?://[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000/]|/)[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*https?://[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000/][^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     dicomweb_root: String,
     #[serde(default)]

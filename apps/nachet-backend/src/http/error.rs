@@ -354,7 +354,6 @@ impl From<SwitchError> for ApiError {
         use pipeline::{LoadCatalogueError, OpenVersionError};
         let message = error.to_string();
         match error {
-            SwitchError::NoStoredVersions => Self::new(StatusCode::CONFLICT, message),
             SwitchError::List(detail) => Self::unavailable("the catalogue store", detail),
             SwitchError::Load(LoadCatalogueError::Open(open)) => match open {
                 OpenVersionError::NotFound { available, .. } => {

@@ -67,14 +67,6 @@ pub enum SeriesAccessSettings {
     Jwt(JwtSettings),
 }
 
-impl Default for SeriesAccessSettings {
-    fn default() -> Self {
-        Self::Development {
-            user: development_user(),
-        }
-    }
-}
-
 fn development_user() -> String {
     "developer".to_owned()
 }

@@ -1,5 +1,6 @@
-//! Helpers of the app's end-to-end tests: a backend on port 0 with the reference model
-//! servers, over the database and blob storage a test chooses.
+//! Helpers of the app's end-to-end tests: a backend on port 0 with the development
+//! stand-ins (`nachet-dev`: reference model servers and their published catalogue, the
+//! reference ML app), over the database and blob storage a test chooses.
 
 #![allow(dead_code)]
 
@@ -11,8 +12,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use blob_store::BlobSettings;
 use image::{DynamicImage, ImageFormat, RgbImage, Rgba, RgbaImage};
 use nachet_backend::{Backend, Settings};
+use nachet_dev::StandIns;
 use sea_orm::{ConnectionTrait, Statement};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use sql_store::SqlStore;
+use std::sync::Arc;
 use tempfile::TempDir;
 
 pub const SEED_PHOTO: &str = concat!(
@@ -32,8 +36,13 @@ pub enum Blobs {
 
 pub struct TestBackend {
     pub backend: Backend,
-    /// The settings it was started with (port 0 replaced by nothing: use `backend.url`).
+    /// The reference models (`stand_ins.models.url`) and the reference ML app.
+    pub stand_ins: StandIns,
+    /// The settings it was started with, the stand-ins' filled in (port 0: use `backend.url()`).
     pub settings: Settings,
+    /// The backend's database and blob storage, opened by the test.
+    pub store: Arc<SqlStore>,
+    pub blobs: Arc<dyn datastore::BlobStore>,
     pub http: reqwest::Client,
     /// Holds the data folder until the test ends.
     pub dir: TempDir,
@@ -41,12 +50,18 @@ pub struct TestBackend {
 
 impl TestBackend {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.backend.url)
+        format!("{}{path}", self.backend.url())
+    }
+
+    /// Stops the backend, then the stand-ins.
+    pub async fn stop(self) {
+        self.backend.stop().await;
+        self.stand_ins.stop().await;
     }
 
     /// Rows in a table of the backend's database.
     pub async fn count(&self, table: &str) -> i64 {
-        let db = self.backend.store.connection();
+        let db = self.store.connection();
         let row = db
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
@@ -60,8 +75,7 @@ impl TestBackend {
 
     /// Every blob key in the backend's blob storage but the catalogue versions.
     pub async fn blob_keys(&self) -> Vec<String> {
-        self.backend
-            .blobs
+        self.blobs
             .list("")
             .await
             .unwrap()
@@ -107,15 +121,15 @@ pub fn client_as(email: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// Settings of a test backend: port 0, a fresh data folder, reference models on port 0,
-/// callers known from the [`IDENTITY_HEADER`] header.
+/// Settings of a test backend: port 0, a fresh data folder, callers known from the
+/// [`IDENTITY_HEADER`] header; the stand-ins fill in the rest at start ([`start_with`]).
 pub async fn settings(db: Db, blobs: Blobs) -> (Settings, TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::defaults();
+    let (mut settings, _) = nachet_dev::default_settings();
     settings.server.port = 0;
-    settings.identity = nachet_backend::http::identity::IdentitySettings::Header {
+    settings.identity = Some(nachet_backend::http::identity::IdentitySettings::Header {
         header: IDENTITY_HEADER.into(),
-    };
+    });
     settings.data_dir = dir.path().to_owned();
     settings.database.url = SecretString::from(match db {
         Db::Sqlite => test_support::fresh_sqlite_url(&dir),
@@ -144,11 +158,42 @@ pub async fn start(db: Db, blobs: Blobs) -> TestBackend {
     start_with(settings, dir).await
 }
 
+/// Starts the stand-ins (reference models on port 0, their catalogue published unless the
+/// settings name a version, the reference ML app; no demo DICOM server), then the backend.
 pub async fn start_with(settings: Settings, dir: TempDir) -> TestBackend {
-    let backend = nachet_backend::start(settings.clone()).await.unwrap();
+    let (_, mut stand_in_settings) = nachet_dev::default_settings();
+    stand_in_settings.demo_dicom = false;
+    start_with_stand_ins(settings, dir, &stand_in_settings).await
+}
+
+pub async fn start_with_stand_ins(
+    mut settings: Settings,
+    dir: TempDir,
+    stand_in_settings: &nachet_dev::StandInSettings,
+) -> TestBackend {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stand_ins = StandIns::start(
+        stand_in_settings,
+        &mut settings,
+        listener.local_addr().unwrap(),
+    )
+    .await
+    .unwrap();
+    let backend = nachet_backend::start_on(listener, settings.clone())
+        .await
+        .unwrap();
+    let store = Arc::new(
+        SqlStore::connect(settings.database.url.expose_secret())
+            .await
+            .unwrap(),
+    );
+    let blobs: Arc<dyn datastore::BlobStore> = Arc::new(blob_store::open(&settings.blob).unwrap());
     TestBackend {
         backend,
+        stand_ins,
         settings,
+        store,
+        blobs,
         http: client_as(TECH),
         dir,
     }

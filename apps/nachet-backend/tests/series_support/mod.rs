@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use blob_store::BlobSettings;
 use dicom_files::synthetic::SyntheticSeries;
 use futures::StreamExt;
-use nachet_backend::series_wiring::{MlAppKind, SeriesSettings};
+use nachet_backend::series::SeriesSettings;
 use nachet_backend::{Backend, Settings};
+use nachet_dev::StandIns;
 use reference_ml_app::RunningMlApp;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -34,8 +35,10 @@ pub enum Db {
     Postgres,
 }
 
-/// Series settings for tests: short leases, retries and polls; no demo.
+/// Series settings for tests: short leases, retries and polls; the development access (no
+/// token) and, unless a test names one, the reference ML app.
 pub fn fast_series() -> SeriesSettings {
+    let (settings, _) = nachet_dev::default_settings();
     SeriesSettings {
         workers: 2,
         lease_seconds: 3,
@@ -45,22 +48,38 @@ pub fn fast_series() -> SeriesSettings {
         retry_first_delay_ms: 200,
         retry_max_delay_seconds: 1,
         report_timeout_seconds: 120,
-        demo: false,
-        ..SeriesSettings::default()
+        ..settings.series
     }
 }
 
 /// The ML app at `url`, reporting with [`CALLBACK_TOKEN`].
 pub fn external_ml_app(series: &mut SeriesSettings, url: &str) {
-    series.ml_app.kind = MlAppKind::External;
     series.ml_app.name = "test-ml-app".into();
     series.ml_app.url = Some(url.to_string());
     series.ml_app.callback_token = Some(SecretString::from(CALLBACK_TOKEN));
     series.ml_app.model_types = MODEL_TYPES.split(',').map(str::to_string).collect();
 }
 
+/// The variables a backend *process* needs beyond its folders and ML app: a catalogue
+/// published into `{dir}/blobs` (reference models at an address nothing listens on: series
+/// tests call no seed model) and the development identity.
+pub async fn process_env(dir: &Path) -> Vec<(&'static str, String)> {
+    let (mut settings, _) = nachet_dev::default_settings();
+    settings.data_dir = dir.to_owned();
+    settings.blob = BlobSettings::LocalDisk {
+        root: dir.join("blobs"),
+    };
+    let catalogue = nachet_dev::reference_catalogue("http://127.0.0.1:9", &SecretString::from("k"));
+    nachet_dev::catalogue::publish_into(&mut settings, &catalogue)
+        .await
+        .unwrap();
+    nachet_dev::development_env(&settings)
+}
+
 pub struct Harness {
     pub backend: Backend,
+    /// The reference models and, unless the settings named an ML app, the reference ML app.
+    pub stand_ins: StandIns,
     pub http: reqwest::Client,
     pub dir: TempDir,
     pub database_url: String,
@@ -74,7 +93,7 @@ pub async fn database_url(db: Db, dir: &TempDir) -> String {
 }
 
 pub fn settings(dir: &Path, database_url: &str, series: SeriesSettings) -> Settings {
-    let mut settings = Settings::defaults();
+    let (mut settings, _) = nachet_dev::default_settings();
     settings.server.port = 0;
     settings.data_dir = dir.to_owned();
     settings.database.url = SecretString::from(database_url.to_string());
@@ -94,11 +113,17 @@ pub async fn start(db: Db, series: SeriesSettings) -> Harness {
 
 /// A backend on an existing data folder and database (a restart).
 pub async fn start_on(dir: TempDir, database_url: String, series: SeriesSettings) -> Harness {
-    let backend = nachet_backend::start(settings(dir.path(), &database_url, series))
+    let mut settings = settings(dir.path(), &database_url, series);
+    let (_, mut options) = nachet_dev::default_settings();
+    options.demo_dicom = false;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stand_ins = StandIns::start(&options, &mut settings, listener.local_addr().unwrap())
         .await
         .unwrap();
+    let backend = nachet_backend::start_on(listener, settings).await.unwrap();
     Harness {
         backend,
+        stand_ins,
         http: reqwest::Client::new(),
         dir,
         database_url,
@@ -107,26 +132,26 @@ pub async fn start_on(dir: TempDir, database_url: String, series: SeriesSettings
 
 impl Harness {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.backend.url)
+        format!("{}{path}", self.backend.url())
     }
 
     /// The reference ML app this backend started.
     pub fn ml_app(&self) -> &RunningMlApp {
-        self.backend
-            .series
-            .reference_ml_app
+        self.stand_ins
+            .ml_app
             .as_ref()
-            .expect("the backend runs the reference ML app")
+            .expect("the stand-ins run the reference ML app")
     }
 
     pub async fn stop(self) -> (TempDir, String) {
         self.backend.stop().await;
+        self.stand_ins.stop().await;
         (self.dir, self.database_url)
     }
 
     pub fn client(&self) -> Client {
         Client {
-            base: self.backend.url.clone(),
+            base: self.backend.url().to_owned(),
             http: self.http.clone(),
         }
     }

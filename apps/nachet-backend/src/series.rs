@@ -1,19 +1,15 @@
-//! DICOM series predictions, wired: the adapters behind the `dicom-series` ports, the
-//! prediction service behind the HTTP routes, and the background workers.
+//! The series area (`dicom-series`, `http/series.rs`), wired: the adapters behind the
+//! `dicom-series` ports, the prediction and study services behind the HTTP routes, and the
+//! background workers.
 //!
-//! - DICOM source: DICOMweb for an organization whose root is an `http(s)://` URL, the local
-//!   folder source for one whose root is a folder (the embedded default's demo).
+//! - DICOM server: DICOMweb (`dicomweb`), the only kind there is.
 //! - Archiver: `series-zip`; ML app client: `ml-app-http`; repositories and job queue:
 //!   `sql-store`.
 //! - Scratch folders: one folder per process under `series.scratch_dir`, held with a file
 //!   lock; at start, the folders of processes that died (lock free) are removed, so even a
 //!   killed backend leaves no partial download behind for long.
-//! - With `series.ml_app.kind = "reference"` the reference ML app (not a trained model) is
-//!   started beside the backend; with `series.demo`, a demo organization and a synthetic MR
-//!   series are written at first start.
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,19 +17,13 @@ use std::time::Duration;
 use actix_web::web;
 use anyhow::Context;
 use async_trait::async_trait;
-use dicom_files::LocalFolderSource;
-use dicom_series::ports::{
-    Archive, DicomCredentials, DicomSearch, DicomServer, DicomSource, FetchError, InstanceListing,
-    MlAppEndpoint, SeriesArchive, SeriesKey, SeriesListing, StudyListing,
-};
+use dicom_series::ports::MlAppEndpoint;
 use dicom_series::{
-    JobWorker, MlAppDirectory, MlAppRoute, Organization, OrganizationRepository, PredictionService,
-    RetryPolicy, ScratchDir, ScratchError, ScratchSpace, StudyService, SystemClock, WorkerPorts,
-    WorkerSettings,
+    JobWorker, MlAppDirectory, MlAppRoute, PredictionService, RetryPolicy, ScratchDir,
+    ScratchError, ScratchSpace, StudyService, SystemClock, WorkerPorts, WorkerSettings,
 };
 use dicomweb::{DicomWebOptions, DicomWebSource};
 use ml_app_http::{HttpMlApp, HttpMlAppOptions};
-use reference_ml_app::RunningMlApp;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sql_store::SqlStore;
@@ -42,9 +32,9 @@ use tokio::sync::{Notify, watch};
 use crate::http::series::SeriesApi;
 use crate::http::series_access::SeriesAccessSettings;
 
-/// `[series]` of the configuration. Every key has a default (see [`Default`]).
+/// `[series]` of the settings (defaults in `crates/settings/default.toml`).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct SeriesSettings {
     /// Background workers in this process (0: this process only serves the API).
     pub workers: usize,
@@ -64,86 +54,38 @@ pub struct SeriesSettings {
     /// How long the ML app has to report after accepting a series.
     pub report_timeout_seconds: u64,
     /// Where series are downloaded and zipped; `{data_dir}/series-work` when unset.
+    #[serde(default)]
     pub scratch_dir: Option<PathBuf>,
-    /// Write a demo organization (`demo`, a local folder) and a synthetic MR series at
-    /// first start.
-    pub demo: bool,
     pub dicomweb_connect_timeout_seconds: u64,
     /// Longest silence of a DICOM server in the middle of an answer.
     pub dicomweb_read_timeout_seconds: u64,
     pub ml_app: MlAppSettings,
-    /// Who may call the radiologist's routes (`http::series_access`).
-    pub access: SeriesAccessSettings,
+    /// Who may call the radiologist's routes (`http::series_access`). Required.
+    #[serde(default, deserialize_with = "crate::config::chosen_mode")]
+    pub access: Option<SeriesAccessSettings>,
 }
 
-impl Default for SeriesSettings {
-    fn default() -> Self {
-        Self {
-            workers: 2,
-            lease_seconds: 60,
-            poll_interval_ms: 1000,
-            max_attempts: 1000,
-            retry_window_seconds: 15 * 60,
-            retry_first_delay_ms: 2000,
-            retry_max_delay_seconds: 60,
-            report_timeout_seconds: 30 * 60,
-            scratch_dir: None,
-            demo: true,
-            dicomweb_connect_timeout_seconds: 10,
-            dicomweb_read_timeout_seconds: 60,
-            ml_app: MlAppSettings::default(),
-            access: SeriesAccessSettings::default(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MlAppKind {
-    /// Start the reference ML app beside the backend (development; not a trained model).
-    #[default]
-    Reference,
-    /// An ML app at `url`.
-    External,
-}
-
-/// `[series.ml_app]`: the ML app, its callback token and its model types.
+/// `[series.ml_app]`: the ML app, its callback token and its model types (all required but
+/// the name).
 #[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct MlAppSettings {
-    pub kind: MlAppKind,
     /// Recorded on each run, shown by `GET /api/studies/series/{id}`.
     pub name: String,
-    /// The ML app's base URL (`{url}/predict`); external only.
+    /// The ML app's base URL (`{url}/predict`).
+    #[serde(default)]
     pub url: Option<String>,
     /// The secret the ML app sends back as `Authorization: Bearer ...` on status callbacks.
-    /// Required for an external app; generated for the reference app when unset.
+    #[serde(default)]
     pub callback_token: Option<SecretString>,
-    /// The model types the app runs (a list, or one comma-separated string). Required for
-    /// an external app; the reference app's own when empty.
+    /// The model types the app runs (a list, or one comma-separated string).
     #[serde(deserialize_with = "crate::config::list_or_comma_separated")]
     pub model_types: Vec<String>,
-    /// Port of the reference app; a free one when unset.
-    pub reference_port: Option<u16>,
-}
-
-impl Default for MlAppSettings {
-    fn default() -> Self {
-        Self {
-            kind: MlAppKind::Reference,
-            name: "reference".into(),
-            url: None,
-            callback_token: None,
-            model_types: Vec::new(),
-            reference_port: None,
-        }
-    }
 }
 
 impl std::fmt::Debug for MlAppSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MlAppSettings")
-            .field("kind", &self.kind)
             .field("name", &self.name)
             .field("url", &self.url)
             .field(
@@ -151,102 +93,42 @@ impl std::fmt::Debug for MlAppSettings {
                 &self.callback_token.as_ref().map(|_| "[secret]"),
             )
             .field("model_types", &self.model_types)
-            .field("reference_port", &self.reference_port)
             .finish()
     }
 }
-
-/// The demo series of the embedded default (MR, so `brain_tumor_classification` takes it).
-pub const DEMO_ORGANIZATION: &str = "demo";
-pub const DEMO_STUDY_UID: &str = "2.25.112233445566778899001122334455667788";
-pub const DEMO_SERIES_UID: &str = "2.25.112233445566778899001122334455667788.1";
-const DEMO_INSTANCES: usize = 24;
 
 /// Series predictions as they run in this process.
 pub struct SeriesRuntime {
     pub service: Arc<PredictionService>,
     pub api: web::Data<SeriesApi>,
-    /// The reference ML app, when this process started it.
-    pub reference_ml_app: Option<RunningMlApp>,
     stop_workers: watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl SeriesRuntime {
-    /// Stops the workers (a job being worked on is given back at once) and the reference
-    /// ML app.
+    /// Stops the workers (a job being worked on is given back at once).
     pub async fn stop(self) {
         let _ = self.stop_workers.send(true);
         for worker in self.workers {
             let _ = worker.await;
         }
-        if let Some(app) = self.reference_ml_app {
-            app.stop().await;
-        }
     }
 }
 
-/// Wires series predictions. `listening` is the backend's bound address (the reference ML
-/// app calls back there).
+/// Wires series predictions; the settings were checked ([`crate::Settings::missing`]).
 pub async fn start(
     settings: &SeriesSettings,
     data_dir: &Path,
     store: Arc<SqlStore>,
-    listening: SocketAddr,
 ) -> anyhow::Result<SeriesRuntime> {
     let ml = &settings.ml_app;
-    let (reference_ml_app, url, callback_token, model_types) = match ml.kind {
-        MlAppKind::Reference => {
-            let token = ml.callback_token.clone().unwrap_or_else(|| {
-                SecretString::from(format!(
-                    "{}{}",
-                    uuid::Uuid::new_v4().simple(),
-                    uuid::Uuid::new_v4().simple()
-                ))
-            });
-            let mut backend = listening;
-            if backend.ip().is_unspecified() {
-                backend.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            let mut options = reference_ml_app::Options::new(
-                format!("http://{backend}"),
-                token.expose_secret().to_string(),
-            );
-            if let Some(port) = ml.reference_port {
-                options = options.with_port(port);
-            }
-            let app = reference_ml_app::start(options).await.context(
-                "cannot start the reference ML app (setting series.ml_app.reference_port)",
-            )?;
-            tracing::info!(url = %app.url, "reference ML app started (not a trained model)");
-            let model_types = if ml.model_types.is_empty() {
-                reference_ml_app::MODEL_TYPES
-                    .iter()
-                    .map(|m| m.name.to_string())
-                    .collect()
-            } else {
-                ml.model_types.clone()
-            };
-            let url = app.url.clone();
-            (Some(app), url, token, model_types)
-        }
-        MlAppKind::External => {
-            let url = ml
-                .url
-                .clone()
-                .context("series.ml_app.url is required when series.ml_app.kind = \"external\"")?;
-            let token = ml
-                .callback_token
-                .clone()
-                .filter(|t| !t.expose_secret().trim().is_empty())
-                .context("series.ml_app.callback_token is required for an external ML app: it authenticates the ML app's status callbacks")?;
-            anyhow::ensure!(
-                !ml.model_types.is_empty(),
-                "series.ml_app.model_types is required for an external ML app"
-            );
-            (None, url, token, ml.model_types.clone())
-        }
-    };
+    let url = ml.url.clone().context("series.ml_app.url is not set")?;
+    let callback_token = ml
+        .callback_token
+        .clone()
+        .filter(|t| !t.expose_secret().trim().is_empty())
+        .context("series.ml_app.callback_token is not set")?;
+    let model_types = ml.model_types.clone();
     let ml_apps = MlAppDirectory::new(vec![MlAppRoute {
         name: ml.name.clone(),
         endpoint: MlAppEndpoint {
@@ -267,12 +149,6 @@ pub async fn start(
         job_queued.clone(),
     ));
 
-    if settings.demo {
-        add_demo(&service, store.as_ref(), data_dir)
-            .await
-            .context("cannot write the demo DICOM series (setting series.demo)")?;
-    }
-
     let scratch_root = settings
         .scratch_dir
         .clone()
@@ -289,10 +165,7 @@ pub async fn start(
         ..DicomWebOptions::default()
     })
     .context("cannot build the DICOMweb client")?;
-    let source = Arc::new(RoutingSource {
-        dicomweb,
-        folder: LocalFolderSource::new(),
-    });
+    let source = Arc::new(dicomweb);
     let studies = StudyService::new(store.clone(), store.clone(), source.clone());
     let ports = WorkerPorts {
         organizations: store.clone(),
@@ -348,120 +221,9 @@ pub async fn start(
     Ok(SeriesRuntime {
         service,
         api,
-        reference_ml_app,
         stop_workers,
         workers,
     })
-}
-
-/// Writes the demo series into `{data_dir}/dicom-demo` and adds the `demo` organization,
-/// once.
-async fn add_demo(
-    service: &PredictionService,
-    store: &SqlStore,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
-    if store
-        .find_organization_by_name(DEMO_ORGANIZATION)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let folder = std::path::absolute(data_dir.join("dicom-demo"))?;
-    let target = folder.clone();
-    tokio::task::spawn_blocking(move || {
-        dicom_files::synthetic::SyntheticSeries::new("MR", DEMO_INSTANCES)
-            .with_uids(DEMO_STUDY_UID, DEMO_SERIES_UID)
-            .write(&target)
-    })
-    .await??;
-    let root = folder.to_string_lossy();
-    match service
-        .add_organization(DEMO_ORGANIZATION, &root, DicomCredentials::None)
-        .await
-    {
-        Ok(organization) => {
-            tracing::info!(id = %organization.id, folder = %root, study = DEMO_STUDY_UID, series = DEMO_SERIES_UID, "demo organization and series written");
-            Ok(())
-        }
-        // Another process added it meanwhile.
-        Err(dicom_series::AddOrganizationError::DuplicateName(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// DICOMweb for URL roots, the local folder source for folder roots.
-struct RoutingSource {
-    dicomweb: DicomWebSource,
-    folder: LocalFolderSource,
-}
-
-impl RoutingSource {
-    fn is_dicomweb(server: &DicomServer) -> bool {
-        server.root.starts_with("http://") || server.root.starts_with("https://")
-    }
-
-    fn pick(&self, server: &DicomServer) -> &dyn DicomSource {
-        if Self::is_dicomweb(server) {
-            &self.dicomweb
-        } else {
-            &self.folder
-        }
-    }
-
-    fn pick_search(&self, server: &DicomServer) -> &dyn DicomSearch {
-        if Self::is_dicomweb(server) {
-            &self.dicomweb
-        } else {
-            &self.folder
-        }
-    }
-}
-
-#[async_trait]
-impl DicomSearch for RoutingSource {
-    async fn search_studies(
-        &self,
-        server: &DicomServer,
-        patient_id: &str,
-    ) -> Result<Vec<StudyListing>, FetchError> {
-        self.pick_search(server)
-            .search_studies(server, patient_id)
-            .await
-    }
-
-    async fn search_series(
-        &self,
-        server: &DicomServer,
-        study_instance_uid: &str,
-    ) -> Result<Vec<SeriesListing>, FetchError> {
-        self.pick_search(server)
-            .search_series(server, study_instance_uid)
-            .await
-    }
-}
-
-#[async_trait]
-impl DicomSource for RoutingSource {
-    async fn list_instances(
-        &self,
-        server: &DicomServer,
-        series: &SeriesKey,
-    ) -> Result<Vec<InstanceListing>, FetchError> {
-        self.pick(server).list_instances(server, series).await
-    }
-
-    async fn retrieve_series(
-        &self,
-        server: &DicomServer,
-        series: &SeriesKey,
-        archive: SeriesArchive,
-    ) -> Result<Archive, FetchError> {
-        self.pick(server)
-            .retrieve_series(server, series, archive)
-            .await
-    }
 }
 
 /// Scratch folders of this process, inside `{root}/proc-XXXX/`, which is held with an
@@ -538,15 +300,6 @@ impl ScratchSpace for ProcessScratch {
     }
 }
 
-/// The demo organization, for messages and tests.
-pub async fn demo_organization(store: &SqlStore) -> Option<Organization> {
-    store
-        .find_organization_by_name(DEMO_ORGANIZATION)
-        .await
-        .ok()
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,10 +347,11 @@ mod tests {
     #[test]
     fn model_types_may_be_one_comma_separated_string() {
         let settings: MlAppSettings =
-            serde_json::from_value(serde_json::json!({"model_types": "a, b,,c"})).unwrap();
+            serde_json::from_value(serde_json::json!({"name": "m", "model_types": "a, b,,c"}))
+                .unwrap();
         assert_eq!(settings.model_types, ["a", "b", "c"]);
         let settings: MlAppSettings =
-            serde_json::from_value(serde_json::json!({"model_types": ["x"]})).unwrap();
+            serde_json::from_value(serde_json::json!({"name": "m", "model_types": ["x"]})).unwrap();
         assert_eq!(settings.model_types, ["x"]);
     }
 }
