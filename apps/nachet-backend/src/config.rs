@@ -35,6 +35,9 @@ pub struct Settings {
     /// DICOM series predictions; see `crate::series_wiring`.
     #[serde(default)]
     pub series: crate::series_wiring::SeriesSettings,
+    /// Log lines and traces: trace context, optional OTLP export (the `telemetry` crate).
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetrySettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
