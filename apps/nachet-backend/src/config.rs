@@ -37,6 +37,9 @@ pub struct Settings {
     pub admin: crate::http::admin::AdminSettings,
     /// DICOM series predictions; see `crate::series`.
     pub series: crate::series::SeriesSettings,
+    /// Log lines and traces: trace context, optional OTLP export (the `telemetry` crate).
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetrySettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]

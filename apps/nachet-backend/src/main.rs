@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// The Nachet backend. Settings: built-in defaults, then the TOML file named by
 /// NACHET_CONFIG, then NACHET__<SECTION>__<KEY> variables (see the README).
@@ -40,13 +39,10 @@ enum Command {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
     let settings = nachet_backend::Settings::load().context("invalid settings")?;
+    // Log lines and traces; the guard sends the last spans when main returns.
+    let _telemetry = telemetry::init(&settings.telemetry)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let backend = nachet_backend::start(settings).await?;

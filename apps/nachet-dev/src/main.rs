@@ -3,16 +3,11 @@
 //! `nachet-backend`.
 
 use anyhow::Context;
-use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let (mut settings, stand_in_settings) = nachet_dev::load_settings()?;
+    let _telemetry = telemetry::init(&settings.telemetry)?;
     let listener = nachet_backend::bind(&settings)?;
     let address = listener.local_addr()?;
     let stand_ins = nachet_dev::StandIns::start(&stand_in_settings, &mut settings, address)

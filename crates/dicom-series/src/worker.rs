@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::change::{ChangeError, change_series};
 use crate::ml_apps::MlAppDirectory;
@@ -217,7 +218,24 @@ impl JobWorker {
 
     /// Handles a claimed job. A database error leaves the job to be claimed again when its
     /// lease runs out.
+    ///
+    /// In a span of its own, `series job`, the root of a trace (the request that asked for
+    /// the prediction has long been answered): its log lines name the worker, series, run
+    /// and claim, and its calls to the DICOM server and the ML app carry its trace context.
     pub async fn handle(&self, job: &ClaimedJob) -> Result<JobOutcome, StoreError> {
+        let span = tracing::info_span!(
+            parent: None,
+            "series job",
+            worker = %self.name,
+            series_id = %job.series_id,
+            run_id = %job.run_id,
+            phase = job.phase.as_str(),
+            claim = job.claims,
+        );
+        self.handle_claimed(job).instrument(span).await
+    }
+
+    async fn handle_claimed(&self, job: &ClaimedJob) -> Result<JobOutcome, StoreError> {
         let now = self.ports.clock.now();
         let Some(series) = self.ports.series.find_series(job.series_id).await? else {
             return self.complete(job, JobOutcome::Obsolete).await;

@@ -143,6 +143,37 @@ fn failed_reason(store: &MemoryStore, id: SeriesId) -> String {
 }
 
 #[tokio::test]
+async fn a_job_s_calls_run_in_a_span_of_their_own() {
+    // This test's thread only (a current-thread runtime polls everything on it).
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+    let h = Harness::new().await;
+    h.predict().await;
+    let span = || tracing::Span::current().metadata().map(|m| m.name());
+    let mut source = MockDicomSource::new();
+    source
+        .expect_list_instances()
+        .times(1)
+        .returning(move |_, _| {
+            assert_eq!(span(), Some("series job"));
+            Ok(listing_of(2, Some("MR")))
+        });
+    source
+        .expect_retrieve_series()
+        .returning(move |_, _, archive| feed(archive, 2));
+    let mut ml_app = MockMlApp::new();
+    ml_app.expect_submit().times(1).returning(move |_, _, _| {
+        assert_eq!(span(), Some("series job"));
+        Ok(())
+    });
+    let worker = h.worker(source, archiver(), ml_app);
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        Some(JobOutcome::Submitted)
+    );
+    assert_eq!(span(), None);
+}
+
+#[tokio::test]
 async fn a_series_is_marked_in_progress_then_retrieved_archived_and_sent() {
     let h = Harness::new().await;
     let (series_id, run_id) = h.predict().await;

@@ -27,6 +27,9 @@
 //! It asks for the instances in their stored transfer syntax ([`WADO_ACCEPT`]), so that
 //! each entry is byte for byte the instance the server stores (falling back to the default
 //! transfer syntax only if the server answers 406).
+//!
+//! Every request carries the W3C trace context of the current span (`traceparent`: a job
+//! attempt's, or the radiologist's request for a search; see the `telemetry` crate).
 
 pub mod multipart;
 mod search;
@@ -47,6 +50,7 @@ use futures::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::ExposeSecret;
+use telemetry::WithTraceContext;
 
 use crate::multipart::{Event, MultipartParser, boundary_of};
 
@@ -110,7 +114,11 @@ impl DicomWebSource {
     }
 
     fn request(&self, server: &DicomServer, url: &str, accept: &str) -> RequestBuilder {
-        let request = self.client.get(url).header(ACCEPT, accept);
+        let request = self
+            .client
+            .get(url)
+            .header(ACCEPT, accept)
+            .with_trace_context();
         match &server.credentials {
             DicomCredentials::None => request,
             DicomCredentials::Basic { username, password } => {

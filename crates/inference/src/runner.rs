@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures::future;
 use pipeline::{ActivePipeline, CropEncoding, ModelDefinition, ModelKind};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::codec::CodecPool;
 use crate::picture::{CheckedPicture, DecodedPicture, PictureError};
@@ -77,84 +78,113 @@ impl PipelineRunner {
     /// What does not depend on each other overlaps: the pixels (needed only for crops) are
     /// decoded while the detector works on the picture as received, and each crop is
     /// classified as soon as it is encoded, while the next ones are encoded.
+    ///
+    /// Each step runs in a span `pipeline step` (pipeline, 1-based step, model, kind), and
+    /// each model call in a span `model call` inside it (model; `crop`: the box's index):
+    /// what operators see of a request in its trace and on its log lines.
     pub async fn run(
         &self,
         pipeline: &ActivePipeline,
         picture: &CheckedPicture,
     ) -> Result<Vec<Detection>, RunError> {
+        let mut pixels: Option<DecodedPicture> = None;
+        let mut boxes: Vec<Detection> = Vec::new();
+        for (i, model) in pipeline.models.iter().enumerate() {
+            let model = &model.definition;
+            let span = tracing::info_span!(
+                "pipeline step",
+                pipeline = %pipeline.definition.name,
+                step = i + 1,
+                model = %model.name,
+                kind = model.kind.as_str(),
+            );
+            boxes = self
+                .step(pipeline, i, picture, &mut pixels, boxes)
+                .instrument(span)
+                .await?;
+        }
+        Ok(boxes)
+    }
+
+    /// Step `i` (0-based) of the pipeline: the boxes of the steps before it in, its own out.
+    async fn step(
+        &self,
+        pipeline: &ActivePipeline,
+        i: usize,
+        picture: &CheckedPicture,
+        pixels: &mut Option<DecodedPicture>,
+        boxes: Vec<Detection>,
+    ) -> Result<Vec<Detection>, RunError> {
+        let model = &pipeline.models[i].definition;
         // The last step that crops: after it has encoded its crops, the pixels can go.
         let last_cropping = pipeline
             .models
             .iter()
             .rposition(|m| m.definition.kind.needs_boxes());
         let needs_pixels = last_cropping.is_some();
-        let mut pixels: Option<DecodedPicture> = None;
-        let mut boxes: Vec<Detection> = Vec::new();
-        for (i, model) in pipeline.models.iter().enumerate() {
-            let model = &model.definition;
-            let fail = |failure: StepFailure| {
-                RunError::Step(StepError {
-                    pipeline: pipeline.definition.name.clone(),
-                    step: i + 1,
-                    model: model.name.clone(),
-                    failure,
-                })
-            };
-            match model.kind {
-                ModelKind::SeedDetector | ModelKind::OneShotDetector | ModelKind::Test => {
-                    let found = match picture.upright_base64() {
-                        Some(base64) if needs_pixels && pixels.is_none() => {
-                            let detect = async {
-                                self.models
-                                    .detect(model, base64)
-                                    .await
-                                    .map_err(|e| fail(e.into()))
-                            };
-                            let decode = async {
-                                self.codec.decode(picture).await.map_err(RunError::Picture)
-                            };
-                            let (found, decoded) = tokio::try_join!(detect, decode)?;
-                            pixels = Some(decoded);
-                            found
-                        }
-                        Some(base64) => self
-                            .models
-                            .detect(model, base64)
-                            .await
-                            .map_err(|e| fail(e.into()))?,
-                        // Turned by its EXIF orientation: the models get it upright.
-                        None => {
-                            let upright = self.pixels(&mut pixels, picture).await?.base64.clone();
+        let fail = |failure: StepFailure| {
+            RunError::Step(StepError {
+                pipeline: pipeline.definition.name.clone(),
+                step: i + 1,
+                model: model.name.clone(),
+                failure,
+            })
+        };
+        match model.kind {
+            ModelKind::SeedDetector | ModelKind::OneShotDetector | ModelKind::Test => {
+                let found = match picture.upright_base64() {
+                    Some(base64) if needs_pixels && pixels.is_none() => {
+                        let detect = async {
                             self.models
-                                .detect(model, upright)
+                                .detect(model, base64)
+                                .instrument(call_span(model))
                                 .await
-                                .map_err(|e| fail(e.into()))?
-                        }
-                    };
-                    // Until a classifier ranks it, a box's only candidate is its own label.
-                    boxes = found
-                        .into_iter()
-                        .map(|b| Detection {
-                            top_n: vec![RankedLabel {
-                                label: b.label.clone(),
-                                score: b.score,
-                            }],
-                            bbox: b.bbox,
-                            label: b.label,
-                            score: b.score,
-                        })
-                        .collect();
-                }
-                ModelKind::Classifier | ModelKind::ReClassifier => {
-                    let decoded = self.pixels(&mut pixels, picture).await?.clone();
-                    if last_cropping == Some(i) {
-                        pixels = None;
+                                .map_err(|e| fail(e.into()))
+                        };
+                        let decode =
+                            async { self.codec.decode(picture).await.map_err(RunError::Picture) };
+                        let (found, decoded) = tokio::try_join!(detect, decode)?;
+                        *pixels = Some(decoded);
+                        found
                     }
-                    boxes = self.classify(model, decoded, boxes).await.map_err(fail)?;
+                    Some(base64) => self
+                        .models
+                        .detect(model, base64)
+                        .instrument(call_span(model))
+                        .await
+                        .map_err(|e| fail(e.into()))?,
+                    // Turned by its EXIF orientation: the models get it upright.
+                    None => {
+                        let upright = self.pixels(pixels, picture).await?.base64.clone();
+                        self.models
+                            .detect(model, upright)
+                            .instrument(call_span(model))
+                            .await
+                            .map_err(|e| fail(e.into()))?
+                    }
+                };
+                // Until a classifier ranks it, a box's only candidate is its own label.
+                Ok(found
+                    .into_iter()
+                    .map(|b| Detection {
+                        top_n: vec![RankedLabel {
+                            label: b.label.clone(),
+                            score: b.score,
+                        }],
+                        bbox: b.bbox,
+                        label: b.label,
+                        score: b.score,
+                    })
+                    .collect())
+            }
+            ModelKind::Classifier | ModelKind::ReClassifier => {
+                let decoded = self.pixels(pixels, picture).await?.clone();
+                if last_cropping == Some(i) {
+                    *pixels = None;
                 }
+                self.classify(model, decoded, boxes).await.map_err(fail)
             }
         }
-        Ok(boxes)
     }
 
     /// The decoded pixels, decoded now if they are not yet.
@@ -190,11 +220,12 @@ impl PipelineRunner {
         let encoding = model.crop_encoding;
         let calls: Vec<_> = boxes
             .into_iter()
-            .map(|detection| {
+            .enumerate()
+            .map(|(index, detection)| {
                 let wanted = model.kind == ModelKind::Classifier
                     || model.reclassify_labels.contains(&detection.label);
                 let picture = wanted.then(|| picture.clone());
-                self.classify_one(model, encoding, picture, detection)
+                self.classify_one(model, encoding, picture, (index, detection))
             })
             .collect();
         drop(picture);
@@ -207,7 +238,7 @@ impl PipelineRunner {
         model: &ModelDefinition,
         encoding: CropEncoding,
         picture: Option<DecodedPicture>,
-        detection: Detection,
+        (index, detection): (usize, Detection),
     ) -> Result<Detection, StepFailure> {
         let Some(picture) = picture else {
             return Ok(detection);
@@ -223,7 +254,11 @@ impl PipelineRunner {
             .acquire()
             .await
             .expect("the crop-call semaphore is never closed");
-        let ranking = self.models.classify(model, Bytes::from(crop)).await?;
+        let ranking = self
+            .models
+            .classify(model, Bytes::from(crop))
+            .instrument(tracing::info_span!("model call", model = %model.name, crop = index))
+            .await?;
         Ok(ranked(detection, ranking)?)
     }
 }
@@ -248,6 +283,11 @@ fn ranked(detection: Detection, ranking: Vec<RankedLabel>) -> Result<Detection, 
         bbox: detection.bbox,
         top_n,
     })
+}
+
+/// The span of one call of a model on the whole picture (a crop's names the crop too).
+fn call_span(model: &ModelDefinition) -> tracing::Span {
+    tracing::info_span!("model call", model = %model.name)
 }
 
 /// `"13 Ambrosia trifida"` → `"Ambrosia trifida"`; a label without a number is kept.

@@ -8,6 +8,9 @@
 //! status callback). Errors ([`SubmitError`]): connection refused or reset, timeouts, 408,
 //! 429 and 5xx are `Transient`; other 4xx (and other non-2xx answers) are `Permanent` and
 //! carry the ML app's answer; a missing archive file is `Permanent`.
+//!
+//! The request carries the W3C trace context of the job attempt (`traceparent`; see the
+//! `telemetry` crate).
 
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use async_trait::async_trait;
 use dicom_series::ports::{Archive, MlApp, MlAppEndpoint, PredictionRequest, SubmitError};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
+use telemetry::WithTraceContext;
 use tokio_util::io::ReaderStream;
 
 /// Read size of the upload stream.
@@ -111,6 +115,7 @@ impl MlApp for HttpMlApp {
             .post(&url)
             .query(&predict_query(request))
             .multipart(form)
+            .with_trace_context()
             .timeout(self.options.total_timeout)
             .send()
             .await

@@ -2,7 +2,8 @@
 //!
 //! One module per model kind of contract 1.5, each with its exact body and answer shape.
 //! Every call carries `Content-Type: <content_type>`, `Authorization: Bearer <api_key>` and
-//! the routing header named by the model's `deployment_platform`, valued with its name.
+//! the routing header named by the model's `deployment_platform`, valued with its name,
+//! and the W3C trace context of the call (`traceparent`; see the `telemetry` crate).
 //!
 //! Architecture invariant: this crate knows the wire formats and nothing of what the
 //! pipeline does with the answers (that is `inference`'s runner).
@@ -23,6 +24,7 @@ use inference::{DetectedBox, ModelCallError, ModelClient, RankedLabel};
 use pipeline::{ModelDefinition, ModelKind};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use telemetry::WithTraceContext;
 
 /// Calls model endpoints with one shared connection pool.
 #[derive(Clone)]
@@ -82,6 +84,7 @@ impl HttpModelClient {
                 .header(reqwest::header::CONTENT_TYPE, &model.content_type)
                 .bearer_auth(model.api_key.expose_secret())
                 .header(model.deployment_platform.as_str(), model.name.as_str())
+                .with_trace_context()
                 .body(body.clone());
             let response = self
                 .send(model, request)

@@ -7,7 +7,10 @@
 //!   waiting; series by prediction state; the catalogue version loaded.
 //!
 //! Every answer carries `X-Request-Id`, the id every log line of its request carries
-//! (`request_id`, from `tracing-actix-web`), so that a user's report finds its logs.
+//! (`request_id`, from `tracing-actix-web`), so that a user's report finds its logs. The
+//! lines carry the request's `trace_id` too: the caller's, when the request came with a
+//! W3C `traceparent` (the `telemetry` crate continues it, passes it on to the models and
+//! exports the spans when `[telemetry] otlp_endpoint` is set).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
