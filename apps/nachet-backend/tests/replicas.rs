@@ -658,6 +658,24 @@ async fn three_replicas_on_one_database_lose_nothing_when_one_is_killed_mid_job(
         accepted.len(),
         cut.len()
     );
+    // Each stored inference has its picture and its result document (a cut request may
+    // have left its blobs without rows: nothing else may).
+    let blobs = blob_store::open(&blob_settings(&prefix)).unwrap();
+    let keys: Vec<datastore::BlobKey> = datastore::BlobStore::list(&blobs, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.key)
+        .collect();
+    let inference_blobs = keys
+        .iter()
+        .filter(|k| !k.to_string().starts_with("pipelines/"))
+        .count();
+    assert!(
+        (2 * stored..=2 * (stored + cut.len())).contains(&inference_blobs),
+        "{inference_blobs} blobs for {stored} stored inferences ({} cut)",
+        cut.len()
+    );
 
     // ---- each run delivered at most once more per crash of a replica holding its job ----
     // The bound: a run's series reaches the ML app at most 1 + c times, where c is the
@@ -783,6 +801,11 @@ async fn three_replicas_on_one_database_lose_nothing_when_one_is_killed_mid_job(
     drop(cluster);
     ml_app.stop().await;
     models.stop().await;
+    // Passed: what it stored goes (on a failure it stays, to be looked at).
+    for key in &keys {
+        datastore::BlobStore::delete(&blobs, key).await.unwrap();
+    }
+    db.drop_database(&shared.database_url).await;
 }
 
 #[test]

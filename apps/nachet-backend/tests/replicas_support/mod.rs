@@ -737,6 +737,22 @@ impl Database {
         .collect()
     }
 
+    /// Closes the connection, then drops the database (the test's own, once it passed).
+    pub async fn drop_database(self, url: &str) {
+        let _ = self.0.close().await;
+        // `postgres://user@host:port/name`
+        let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+        assert!(name.starts_with("test_"), "not a test database: {url}");
+        let server = sea_orm::Database::connect(test_support::required_env("TEST_DATABASE_URL"))
+            .await
+            .unwrap();
+        server
+            .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot drop the test database {name}: {e}"));
+        let _ = server.close().await;
+    }
+
     /// Series by prediction state.
     pub async fn series_by_state(&self) -> BTreeMap<String, i64> {
         self.rows("SELECT state, COUNT(*) AS n FROM dicom_series GROUP BY state")
