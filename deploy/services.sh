@@ -24,6 +24,9 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 ORTHANC_BIN=${ORTHANC_BIN:-/usr/sbin/Orthanc}
 ORTHANC_DICOMWEB_PLUGIN=${ORTHANC_DICOMWEB_PLUGIN:-/usr/share/orthanc/plugins/libOrthancDicomWeb.so}
 PYDICOM_TEST_FILES=${PYDICOM_TEST_FILES:-/usr/lib/python3/dist-packages/pydicom/data/test_files}
+# nginx, which the many-replicas test (apps/nachet-backend/tests/replicas.rs) starts itself
+# in front of three backends; only installed here, never started.
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 AZURITE_DIR="$SERVICES_REPO/deploy/azurite"
 AZURITE_CONTAINER=${TEST_AZURITE_CONTAINER:-test}
 START_TIMEOUT=${SERVICES_START_TIMEOUT:-30}
@@ -38,9 +41,12 @@ svc_as_root() {
 
 # The first of the given apt package names that apt knows a candidate for.
 svc_apt_candidate() {
-    local name
+    local name policy
     for name in "$@"; do
-        if apt-cache policy "$name" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        # Read whole before matching: `apt-cache ... | grep -q` fails under pipefail whenever
+        # grep exits before apt-cache has written everything (SIGPIPE).
+        policy=$(apt-cache policy "$name" 2>/dev/null || true)
+        if grep -q 'Candidate: [0-9]' <<<"$policy"; then
             echo "$name"
             return 0
         fi
@@ -53,24 +59,38 @@ svc_install() {
     if [ ! -x "$ORTHANC_BIN" ] || [ ! -f "$ORTHANC_DICOMWEB_PLUGIN" ]; then
         apt_packages+=(orthanc orthanc-dicomweb)
     fi
+    if [ ! -x "$NGINX_BIN" ]; then
+        apt_packages+=(NGINX)
+    fi
     if [ ! -d "$PYDICOM_TEST_FILES" ]; then
         apt_packages+=(PYDICOM)
     fi
     if [ ${#apt_packages[@]} -gt 0 ]; then
         svc_log "installing with apt: ${apt_packages[*]}"
         svc_as_root apt-get update -qq
-        if [ "${apt_packages[-1]}" = PYDICOM ]; then
-            # Debian's name for pydicom: python3-pydicom (bookworm and later), python3-dicom before.
-            pydicom_pkg=$(svc_apt_candidate python3-pydicom python3-dicom) ||
-                svc_die "no apt package for pydicom (tried python3-pydicom, python3-dicom)"
-            apt_packages[-1]=$pydicom_pkg
-        fi
+        local i
+        for i in "${!apt_packages[@]}"; do
+            case "${apt_packages[$i]}" in
+            PYDICOM)
+                # Debian's name for pydicom: python3-pydicom (bookworm and later), python3-dicom before.
+                pydicom_pkg=$(svc_apt_candidate python3-pydicom python3-dicom) ||
+                    svc_die "no apt package for pydicom (tried python3-pydicom, python3-dicom)"
+                apt_packages[i]=$pydicom_pkg
+                ;;
+            NGINX)
+                # The smallest build that has the proxy module: nginx-light (Debian 12), else nginx.
+                apt_packages[i]=$(svc_apt_candidate nginx-light nginx) ||
+                    svc_die "no apt package for nginx (tried nginx-light, nginx)"
+                ;;
+            esac
+        done
         svc_as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
     fi
     [ -x "$ORTHANC_BIN" ] || svc_die "$ORTHANC_BIN is missing after installing orthanc"
     [ -f "$ORTHANC_DICOMWEB_PLUGIN" ] || svc_die "$ORTHANC_DICOMWEB_PLUGIN is missing after installing orthanc-dicomweb"
     [ -d "$PYDICOM_TEST_FILES" ] || svc_die "$PYDICOM_TEST_FILES is missing after installing pydicom"
+    [ -x "$NGINX_BIN" ] || svc_die "$NGINX_BIN is missing after installing nginx"
     [ -x "$PG_BIN/initdb" ] || svc_die "PostgreSQL 15 is not installed ($PG_BIN/initdb missing): apt-get install postgresql-15"
 
     # Azurite and the script that creates its container: npm ci when the lock file changed.
