@@ -66,7 +66,6 @@ pub fn replica_env(shared: &Shared, port: u16, data_dir: &Path) -> Vec<(String, 
         ("NACHET__BLOB__ENDPOINT", azurite.endpoint),
         ("NACHET__BLOB__PREFIX", shared.blob_prefix.clone()),
         // The catalogue: a stored version, the model servers the test runs.
-        ("NACHET__REFERENCE_MODELS__ENABLED", "false".into()),
         (
             "NACHET__CATALOGUE__VERSION",
             shared.catalogue_version.clone(),
@@ -86,13 +85,11 @@ pub fn replica_env(shared: &Shared, port: u16, data_dir: &Path) -> Vec<(String, 
         ("NACHET__SERIES__ACCESS__MODE", "jwt".into()),
         ("NACHET__SERIES__ACCESS__HS256_SECRET", ACCESS_SECRET.into()),
         // DICOM series: every replica works jobs, with short leases and polls.
-        ("NACHET__SERIES__DEMO", "false".into()),
         ("NACHET__SERIES__WORKERS", "2".into()),
         ("NACHET__SERIES__LEASE_SECONDS", LEASE_SECONDS.to_string()),
         ("NACHET__SERIES__POLL_INTERVAL_MS", "200".into()),
         ("NACHET__SERIES__RETRY_FIRST_DELAY_MS", "200".into()),
         ("NACHET__SERIES__RETRY_MAX_DELAY_SECONDS", "1".into()),
-        ("NACHET__SERIES__ML_APP__KIND", "external".into()),
         ("NACHET__SERIES__ML_APP__NAME", ML_APP_NAME.into()),
         ("NACHET__SERIES__ML_APP__URL", shared.ml_app_url.clone()),
         (
