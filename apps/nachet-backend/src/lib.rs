@@ -10,6 +10,7 @@
 mod catalogue;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod seeds;
 pub mod series;
 
@@ -149,7 +150,15 @@ pub async fn start_on(listener: TcpListener, settings: Settings) -> anyhow::Resu
         async move { catalogues.follow(every, following).await }
     });
 
-    let seeds = seeds::start(&settings, registry.clone(), store.clone(), blobs.clone()).await;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let seeds = seeds::start(
+        &settings,
+        registry.clone(),
+        store.clone(),
+        blobs.clone(),
+        metrics.clone(),
+    )
+    .await;
     let identity = settings
         .identity
         .clone()
@@ -184,7 +193,13 @@ pub async fn start_on(listener: TcpListener, settings: Settings) -> anyhow::Resu
              series.access.mode to jwt before anyone else can reach the backend"
         );
     }
-    let series = series::start(&settings.series, &settings.data_dir, store.clone()).await?;
+    let series = series::start(
+        &settings.series,
+        &settings.data_dir,
+        store.clone(),
+        metrics.clone(),
+    )
+    .await?;
 
     let address = listener.local_addr()?;
     let services = http::Services {
@@ -193,7 +208,9 @@ pub async fn start_on(listener: TcpListener, settings: Settings) -> anyhow::Resu
             blobs.clone(),
             registry,
             seeds.admission.clone().into_inner(),
+            seeds.codec.clone(),
             series.service.clone(),
+            metrics,
         )),
         seeds,
         series: series.api.clone(),

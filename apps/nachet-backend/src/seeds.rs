@@ -13,6 +13,7 @@ use pipeline::PipelineRegistry;
 use sql_store::SqlStore;
 
 use crate::config::{InferenceSettings, Settings};
+use crate::metrics::{MeteredModels, Metrics};
 
 /// The seed use cases, as the HTTP routes take them.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct SeedServices {
     pub folders: web::Data<FolderService>,
     pub feedback: web::Data<FeedbackService>,
     pub dataset: web::Data<DatasetService>,
+    /// The codec threads' pool (operators see how busy it is).
+    pub codec: CodecPool,
 }
 
 pub async fn start(
@@ -29,6 +32,7 @@ pub async fn start(
     registry: Arc<PipelineRegistry>,
     store: Arc<SqlStore>,
     blobs: Arc<dyn datastore::BlobStore>,
+    metrics: Arc<Metrics>,
 ) -> SeedServices {
     let limits = inference::PictureLimits {
         max_pixels: settings.inference.max_picture_pixels,
@@ -40,7 +44,10 @@ pub async fn start(
     let inference = InferenceService::new(
         registry,
         Ports {
-            models: Arc::new(model_http::HttpModelClient::new()),
+            models: Arc::new(MeteredModels {
+                inner: Arc::new(model_http::HttpModelClient::new()),
+                metrics,
+            }),
             users: store.clone(),
             seeds: store.clone(),
             inferences: store.clone(),
@@ -61,7 +68,7 @@ pub async fn start(
             seeds: store.clone(),
             blobs: blobs.clone(),
         },
-        codec,
+        codec.clone(),
         settings.folders.clone(),
     );
     // Blobs of deletions that an earlier run could not finish.
@@ -79,6 +86,7 @@ pub async fn start(
         folders: web::Data::new(folders),
         feedback: web::Data::new(FeedbackService::new(store.clone(), store.clone())),
         dataset: web::Data::new(DatasetService::new(store.clone(), store, blobs)),
+        codec,
     }
 }
 

@@ -31,6 +31,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::http::series::SeriesApi;
 use crate::http::series_access::SeriesAccessSettings;
+use crate::metrics::{MeteredDicomSource, MeteredMlApp, Metrics};
 
 /// `[series]` of the settings (defaults in `crates/settings/default.toml`).
 #[derive(Clone, Debug, Deserialize)]
@@ -120,6 +121,7 @@ pub async fn start(
     settings: &SeriesSettings,
     data_dir: &Path,
     store: Arc<SqlStore>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<SeriesRuntime> {
     let ml = &settings.ml_app;
     let url = ml.url.clone().context("series.ml_app.url is not set")?;
@@ -165,7 +167,10 @@ pub async fn start(
         ..DicomWebOptions::default()
     })
     .context("cannot build the DICOMweb client")?;
-    let source = Arc::new(dicomweb);
+    let source = Arc::new(MeteredDicomSource {
+        inner: dicomweb,
+        metrics: metrics.clone(),
+    });
     let studies = StudyService::new(store.clone(), store.clone(), source.clone());
     let ports = WorkerPorts {
         organizations: store.clone(),
@@ -173,10 +178,13 @@ pub async fn start(
         queue: store.clone(),
         source,
         archiver: Arc::new(series_zip::ZipArchiver::new()),
-        ml_app: Arc::new(
-            HttpMlApp::new(HttpMlAppOptions::default())
-                .context("cannot build the ML app client")?,
-        ),
+        ml_app: Arc::new(MeteredMlApp {
+            inner: Arc::new(
+                HttpMlApp::new(HttpMlAppOptions::default())
+                    .context("cannot build the ML app client")?,
+            ),
+            metrics,
+        }),
         scratch,
         clock,
     };

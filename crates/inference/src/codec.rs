@@ -7,6 +7,7 @@
 //! [`PictureLimits`], checked from a picture's header before any decoding.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -20,6 +21,8 @@ pub struct CodecPool {
     /// a 1600 x 1200 RGBA photo); a request waits for its turn before decoding.
     decoded: Arc<Semaphore>,
     limits: PictureLimits,
+    /// Time the pool's threads spent on jobs, in nanoseconds (operators' `/metrics`).
+    busy_nanos: Arc<AtomicU64>,
 }
 
 impl CodecPool {
@@ -31,7 +34,14 @@ impl CodecPool {
             permits: Arc::new(Semaphore::new(size)),
             decoded: Arc::new(Semaphore::new(2 * size + 1)),
             limits,
+            busy_nanos: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Time the pool's threads have spent on jobs since it was made: with the number of
+    /// threads, how busy the codec work keeps the machine.
+    pub fn busy(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.busy_nanos.load(Ordering::Relaxed))
     }
 
     /// One job per available core.
@@ -93,10 +103,15 @@ impl CodecPool {
             .acquire_owned()
             .await
             .expect("the codec pool's semaphore is never closed");
+        let busy = self.busy_nanos.clone();
         let job = move || {
             let _slot = permit;
             below_the_server();
-            job()
+            let started = std::time::Instant::now();
+            let result = job();
+            let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            busy.fetch_add(spent, Ordering::Relaxed);
+            result
         };
         match tokio::task::spawn_blocking(job).await {
             Ok(value) => value,

@@ -21,3 +21,4 @@ mod users;
 
 pub use connection::SqlStore;
 pub use migrations::seeds::{SEED_NAMESPACE, SEED_SPECIES, seed_id};
+pub use series::JobQueueStats;

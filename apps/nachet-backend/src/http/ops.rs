@@ -2,9 +2,9 @@
 //!
 //! - `GET /ready` (readiness): the database answers, blob storage answers, a catalogue is
 //!   loaded — 200, or 503 naming what is not ready;
-//! - `GET /metrics`: Prometheus text. HTTP requests by route pattern, method and status, with
-//!   latency histograms (the [`observe`] middleware); `/inf` requests worked on and
-//!   waiting; series by prediction state; the catalogue version loaded.
+//! - `GET /metrics`: Prometheus text of `crate::metrics` (the table there says what each
+//!   metric is and where it is measured); HTTP requests are recorded by the [`observe`]
+//!   middleware, what is "now" (queues, series by state, the catalogue) when scraped.
 //!
 //! Every answer carries `X-Request-Id`, the id every log line of its request carries
 //! (`request_id`, from `tracing-actix-web`), so that a user's report finds its logs. The
@@ -13,7 +13,6 @@
 //! exports the spans when `[telemetry] otlp_endpoint` is set).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -23,58 +22,25 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, get, web};
 use datastore::BlobStore;
 use dicom_series::PredictionService;
-use inference::Admission;
+use inference::{Admission, CodecPool};
 use pipeline::PipelineRegistry;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use serde_json::json;
 use sql_store::SqlStore;
+
+use crate::metrics::{Metrics, PhaseLabels, StateLabels, VersionLabels};
 
 /// Each readiness check gives up after this long (the probe must answer).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: String,
-    method: String,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: String,
-    method: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabels {
-    version: String,
-}
-
-/// What `/ready` and `/metrics` look at, and the metrics themselves.
+/// What `/ready` and `/metrics` look at.
 pub struct Ops {
     store: Arc<SqlStore>,
     blobs: Arc<dyn BlobStore>,
     registry: Arc<PipelineRegistry>,
     admission: Arc<Admission>,
+    codec: CodecPool,
     series: Arc<PredictionService>,
-    metrics: Registry,
-    requests: Family<RequestLabels, Counter>,
-    durations: Family<RouteLabels, Histogram>,
-    inf_working: Gauge,
-    inf_waiting: Gauge,
-    inf_waiting_bytes: Gauge,
-    series_by_state: Family<StateLabels, Gauge>,
-    catalogue: Family<VersionLabels, Gauge<i64, AtomicI64>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Ops {
@@ -83,91 +49,25 @@ impl Ops {
         blobs: Arc<dyn BlobStore>,
         registry: Arc<PipelineRegistry>,
         admission: Arc<Admission>,
+        codec: CodecPool,
         series: Arc<PredictionService>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        let mut metrics = Registry::with_prefix("nachet");
-        let requests = Family::<RequestLabels, Counter>::default();
-        metrics.register(
-            "http_requests",
-            "HTTP requests answered, by route pattern, method and status",
-            requests.clone(),
-        );
-        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ])
-        });
-        metrics.register(
-            "http_request_duration_seconds",
-            "Time from the request's head to the answer's head, by route pattern and method",
-            durations.clone(),
-        );
-        let inf_working = Gauge::default();
-        metrics.register(
-            "inf_working",
-            "/inf requests worked on now",
-            inf_working.clone(),
-        );
-        let inf_waiting = Gauge::default();
-        metrics.register(
-            "inf_waiting",
-            "/inf requests waiting for a slot, bodies unread",
-            inf_waiting.clone(),
-        );
-        let inf_waiting_bytes = Gauge::default();
-        metrics.register(
-            "inf_waiting_bytes",
-            "Declared body bytes of the /inf requests waiting",
-            inf_waiting_bytes.clone(),
-        );
-        let series_by_state = Family::<StateLabels, Gauge>::default();
-        metrics.register(
-            "series",
-            "DICOM series by prediction state",
-            series_by_state.clone(),
-        );
-        let catalogue = Family::<VersionLabels, Gauge<i64, AtomicI64>>::default();
-        metrics.register(
-            "catalogue_info",
-            "The pipeline catalogue version loaded (value 1)",
-            catalogue.clone(),
-        );
         Self {
             store,
             blobs,
             registry,
             admission,
+            codec,
             series,
             metrics,
-            requests,
-            durations,
-            inf_working,
-            inf_waiting,
-            inf_waiting_bytes,
-            series_by_state,
-            catalogue,
         }
     }
 
-    /// Counts one answer. `route` is the route's pattern (`/api/studies/series/{series_id}`),
-    /// never the path itself, so that the label set stays small.
-    pub fn record(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
-                status,
-            })
-            .inc();
-        self.durations
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
-    /// What is not ready, if anything.
     async fn not_ready(&self) -> Vec<String> {
         let database = async {
             match tokio::time::timeout(CHECK_TIMEOUT, self.store.ping()).await {
@@ -193,23 +93,28 @@ impl Ops {
         [database, blobs, catalogue].into_iter().flatten().collect()
     }
 
+    /// Sets what is "now": `/inf` queues, codec time, series and jobs, the catalogue.
     async fn refresh(&self) {
-        self.inf_working.set(self.admission.working() as i64);
+        let m = &self.metrics;
+        m.inf_working.set(self.admission.working() as i64);
         let (waiting, bytes) = self.admission.waiting();
-        self.inf_waiting.set(waiting as i64);
-        self.inf_waiting_bytes
+        m.inf_waiting.set(waiting as i64);
+        m.inf_waiting_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        self.catalogue.clear();
-        self.catalogue
+        let busy = self.codec.busy().as_secs_f64();
+        m.codec_busy_seconds
+            .inc_by(busy - m.codec_busy_seconds.get());
+        m.catalogue.clear();
+        m.catalogue
             .get_or_create(&VersionLabels {
                 version: self.registry.current().catalogue_version().to_owned(),
             })
             .set(1);
         match self.series.count_by_state().await {
             Ok(counts) => {
-                self.series_by_state.clear();
+                m.series_by_state.clear();
                 for (state, count) in counts {
-                    self.series_by_state
+                    m.series_by_state
                         .get_or_create(&StateLabels {
                             state: state.as_str().to_owned(),
                         })
@@ -218,10 +123,26 @@ impl Ops {
             }
             Err(e) => tracing::warn!("metrics: cannot count the series by state: {e}"),
         }
+        match self.store.job_queue_stats().await {
+            Ok(stats) => {
+                m.series_jobs.clear();
+                for (phase, count) in stats.by_phase {
+                    m.series_jobs
+                        .get_or_create(&PhaseLabels { phase })
+                        .set(i64::try_from(count).unwrap_or(i64::MAX));
+                }
+                m.series_jobs_claimed
+                    .set(i64::try_from(stats.claimed).unwrap_or(i64::MAX));
+                let age = stats.oldest_created_at.map_or(0.0, |created| {
+                    (chrono::Utc::now() - created).num_milliseconds().max(0) as f64 / 1000.0
+                });
+                m.series_oldest_job_age.set(age);
+            }
+            Err(e) => tracing::warn!("metrics: cannot read the job queue: {e}"),
+        }
     }
 }
 
-/// The answer's header that names the request in the logs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Middleware (inside `TracingLogger`, which gives each request its id): counts each answer
@@ -242,7 +163,8 @@ pub async fn observe(
     let ops = request.app_data::<web::Data<Ops>>().cloned();
     let mut answer = next.call(request).await?;
     if let Some(ops) = ops {
-        ops.record(&route, &method, answer.status().as_u16(), started.elapsed());
+        ops.metrics()
+            .record_http(&route, &method, answer.status().as_u16(), started.elapsed());
     }
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         answer.headers_mut().insert(REQUEST_ID, id);
@@ -276,7 +198,7 @@ pub async fn ready(ops: web::Data<Ops>) -> HttpResponse {
 pub async fn prometheus_metrics(ops: web::Data<Ops>) -> HttpResponse {
     ops.refresh().await;
     let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ops.metrics) {
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ops.metrics.registry) {
         return HttpResponse::InternalServerError()
             .json(json!({"error": format!("cannot write the metrics: {e}")}));
     }

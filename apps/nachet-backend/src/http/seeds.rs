@@ -1,11 +1,14 @@
 //! Seed identification endpoints (contract 1.1): the frontend's field names, kept as they are.
 
 use std::borrow::Cow;
+use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
 use bytes::Bytes;
-use inference::{Admission, ColorFormat, InferenceRequest, InferenceResponse, InferenceService};
+use inference::{
+    Admission, ColorFormat, InferenceRequest, InferenceResponse, InferenceService, Refused,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -15,6 +18,8 @@ use super::caller::Caller;
 use super::disconnect;
 use super::error::{ApiError, ErrorBody};
 use super::folders::folder_name;
+use super::ops::Ops;
+use crate::metrics::ReasonLabels;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -236,6 +241,7 @@ pub enum ColorFormatBody {
 pub async fn inf(
     service: web::Data<InferenceService>,
     admission: web::Data<Admission>,
+    ops: web::Data<Ops>,
     limit: web::Data<BodyLimit>,
     caller: Caller,
     request: HttpRequest,
@@ -243,11 +249,45 @@ pub async fn inf(
 ) -> Result<web::Json<InferenceResponse>, ApiError> {
     let declared = body::declared_length(&request, limit.0)?;
     body::require_json(&request)?;
+    let metrics = ops.metrics();
     let work = async {
-        let _admitted = admission.admit(declared.unwrap_or(limit.0) as u64).await?;
-        let body = body::read(payload, declared, limit.0).await?;
-        let inference = inference_request(&body, &caller)?;
-        Ok(web::Json(service.infer(inference).await?))
+        let waiting = Instant::now();
+        let admitted = admission.admit(declared.unwrap_or(limit.0) as u64).await;
+        metrics
+            .inf_queue_wait
+            .observe(waiting.elapsed().as_secs_f64());
+        let _admitted = admitted.inspect_err(|refused| {
+            let reason = match refused {
+                Refused::QueueFull { .. } => "queue_full",
+                Refused::WaitedTooLong { .. } => "waited_too_long",
+            };
+            metrics
+                .inf_refused
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+        })?;
+        let working = Instant::now();
+        let mut pipeline = String::new();
+        let answer: Result<web::Json<InferenceResponse>, ApiError> = async {
+            let body = body::read(payload, declared, limit.0).await?;
+            let inference = inference_request(&body, &caller)?;
+            pipeline.clone_from(&inference.pipeline_name);
+            Ok(web::Json(service.infer(inference).await?))
+        }
+        .await;
+        // A refused request's pipeline name is whatever the caller sent: not a label (each
+        // new value would be a new series on the operators' side).
+        let (pipeline, outcome) = match &answer {
+            Ok(_) => (pipeline.as_str(), "ok".to_owned()),
+            Err(error) if error.status_code().is_client_error() => {
+                ("-", error.status_code().as_u16().to_string())
+            }
+            Err(error) => (pipeline.as_str(), error.status_code().as_u16().to_string()),
+        };
+        metrics.record_inf(pipeline, &outcome, working.elapsed());
+        answer
     };
     // A client that leaves takes its request's work with it: its place in the queue, its
     // model calls, its codec jobs not yet started.

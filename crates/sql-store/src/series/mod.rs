@@ -11,6 +11,8 @@
 
 mod organizations;
 mod queue;
+
+pub use queue::JobQueueStats;
 mod rows;
 
 use dicom_series::StoreError;

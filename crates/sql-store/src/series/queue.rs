@@ -187,3 +187,49 @@ impl JobQueue for SqlStore {
         Ok(())
     }
 }
+
+/// How the job queue stands, for operators (`/metrics`): not a port, the app reads it
+/// straight from the store it wired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobQueueStats {
+    /// Jobs by phase (`send`, `await_report`, ...).
+    pub by_phase: Vec<(String, u64)>,
+    /// Jobs a worker holds a lease on now.
+    pub claimed: u64,
+    /// When the oldest job still queued was created.
+    pub oldest_created_at: Option<DateTime<Utc>>,
+}
+
+impl SqlStore {
+    pub async fn job_queue_stats(&self) -> Result<JobQueueStats, StoreError> {
+        use sea_orm::{QueryOrder, QuerySelect};
+        let by_phase: Vec<(String, i64)> = job::Entity::find()
+            .select_only()
+            .column(job::Column::Phase)
+            .column_as(job::Column::RunId.count(), "count")
+            .group_by(job::Column::Phase)
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(db_error)?;
+        let claimed = sea_orm::PaginatorTrait::count(
+            job::Entity::find().filter(job::Column::LeaseUntilUs.gt(micros(Utc::now()))),
+            self.connection(),
+        )
+        .await
+        .map_err(db_error)?;
+        let oldest = job::Entity::find()
+            .order_by_asc(job::Column::CreatedAt)
+            .one(self.connection())
+            .await
+            .map_err(db_error)?;
+        Ok(JobQueueStats {
+            by_phase: by_phase
+                .into_iter()
+                .map(|(phase, count)| (phase, u64::try_from(count).unwrap_or(0)))
+                .collect(),
+            claimed,
+            oldest_created_at: oldest.map(|row| row.created_at.with_timezone(&Utc)),
+        })
+    }
+}
