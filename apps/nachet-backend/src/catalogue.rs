@@ -38,6 +38,11 @@ pub enum SwitchError {
     Load(#[from] LoadCatalogueError),
     #[error("{0}")]
     List(String),
+    #[error(
+        "this replica now runs catalogue version {version}, but the choice could not be \
+         recorded for the other replicas, which keep theirs; send the same reload again"
+    )]
+    NotRecorded { version: String, reason: String },
 }
 
 impl Catalogues {
@@ -49,13 +54,15 @@ impl Catalogues {
     /// replica; requests in flight finish on the one they hold.
     pub async fn switch(&self, version: &str) -> Result<Arc<PipelineSet>, SwitchError> {
         let set = self.switch_here(version).await?;
-        if let Err(e) = self.chosen.choose(version, None).await {
-            // This replica runs it; the others keep theirs until a choice is recorded.
-            tracing::warn!(
-                version,
-                "could not record the version for the other replicas: {e}"
-            );
-        }
+        // This replica runs it; the others keep theirs until a choice is recorded, so the
+        // administrator is told (and a repeated reload records it).
+        self.chosen
+            .choose(version, None)
+            .await
+            .map_err(|e| SwitchError::NotRecorded {
+                version: version.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(set)
     }
 

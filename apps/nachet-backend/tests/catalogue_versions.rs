@@ -476,6 +476,53 @@ async fn the_admin_api_needs_its_token_and_a_failed_load_keeps_the_running_versi
     backend.stop().await;
 }
 
+/// A switch whose choice cannot be recorded for the other replicas says so (503): this
+/// replica runs the version, the others would not follow; the same reload, once the
+/// database takes writes again, records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_that_cannot_be_recorded_for_the_replicas_says_so() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let key = FernetCipher::generate_key();
+    let settings = settings(dir.path(), Some(&key));
+    let backend = start(settings.clone(), None).await;
+    let store = versions(&settings, &key);
+    publish(
+        &store,
+        catalogue_document("4.0.0", "1", &backend.models_url()),
+    )
+    .await;
+    let client = Client::new(backend.url());
+
+    // Where the choice is recorded goes away.
+    let db = sea_orm::Database::connect(settings.database.url.expose_secret())
+        .await
+        .unwrap();
+    db.execute_unprepared("ALTER TABLE catalogue_active RENAME TO catalogue_active_away")
+        .await
+        .unwrap();
+    let (status, body) = client.reload("4.0.0", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("this replica now runs catalogue version 4.0.0")
+            && message.contains("could not be recorded for the other replicas"),
+        "{message}"
+    );
+    assert_eq!(client.metadata().await[0]["description"], "catalogue 4.0.0");
+
+    db.execute_unprepared("ALTER TABLE catalogue_active_away RENAME TO catalogue_active")
+        .await
+        .unwrap();
+    let (status, body) = client.reload("4.0.0", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        client.admin_pipelines().await["running"]["version"],
+        "4.0.0"
+    );
+    backend.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_development_stand_ins_publish_their_catalogue_with_a_key_they_keep() {
     let dir = tempfile::tempdir().unwrap();

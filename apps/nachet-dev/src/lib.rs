@@ -28,6 +28,9 @@ use serde::Deserialize;
 
 pub use reference_catalogue::reference_catalogue;
 
+/// The default pipeline of the development catalogue (reference detector, then classifier).
+pub const DEFAULT_PIPELINE: &str = "Reference detector + classifier";
+
 /// The settings nachet-dev lays over the server's defaults.
 pub const DEVELOPMENT_TOML: &str = include_str!("../development.toml");
 

@@ -196,6 +196,7 @@ struct ReloadedBody {
         (status = 404, description = "No such version (lists those that exist); the running one stays"),
         (status = 409, description = "The version was encrypted with another key; the running one stays"),
         (status = 422, description = "The version is invalid; the running one stays"),
+        (status = 503, description = "Switched on this replica, but the choice could not be recorded for the others (the database); send the same reload again"),
     ),
     security(("bearer" = []))
 )]

@@ -355,6 +355,11 @@ impl From<SwitchError> for ApiError {
         let message = error.to_string();
         match error {
             SwitchError::List(detail) => Self::unavailable("the catalogue store", detail),
+            SwitchError::NotRecorded { reason, .. } => {
+                let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, message);
+                error.detail = Some(reason);
+                error
+            }
             SwitchError::Load(LoadCatalogueError::Open(open)) => match open {
                 OpenVersionError::NotFound { available, .. } => {
                     Self::new(StatusCode::NOT_FOUND, message)
