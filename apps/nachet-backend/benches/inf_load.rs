@@ -6,7 +6,7 @@
 //!   classifier answering a top-5), instant or answering after 50 ms: they do no image work,
 //!   so the cores are the backend's;
 //! - the backend in release (this package's binary, built by `cargo bench`) as a child
-//!   process on the embedded default (SQLite and local disk in a temporary folder), its
+//!   process on SQLite and local disk in a temporary folder, its
 //!   pipelines pointing at the stubs;
 //! - the codec-only limit: the codec work of one request alone (base64, SHA-256, one PNG
 //!   decode, 10 crops encoded as the catalogue says, base64), on one thread per core, with
@@ -289,7 +289,8 @@ impl Drop for Backend {
     }
 }
 
-/// The backend's binary on the embedded default, its pipelines from `catalogue`.
+/// The backend's binary on SQLite and local disk, its pipelines from `catalogue` (published
+/// as a stored version).
 async fn start_backend(dir: &std::path::Path, catalogue: &Value) -> Backend {
     // The catalogue published as a stored version, as a deployment's is; the development
     // identity (nachet-dev's settings).

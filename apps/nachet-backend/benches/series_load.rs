@@ -8,7 +8,7 @@
 //! - plain: `GET {root}/studies/{s}/series/{s}` streamed to nowhere with reqwest (the floor
 //!   for any retrieval), twice, the second (warm) one counted;
 //! - predict: the backend in release (this package's binary, built by `cargo bench`) as a
-//!   child process of its own on the embedded default (SQLite, a temporary folder), with an
+//!   child process of its own on SQLite in a temporary folder, with an
 //!   external ML app that is a stub in this process: from `POST /api/studies/series/predict`
 //!   to the stub having read the whole upload. The real adapters run: `dicomweb` (QIDO-RS
 //!   listing, WADO-RS into the ZIP), `series-zip`, `ml-app-http`;

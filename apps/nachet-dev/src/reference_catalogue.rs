@@ -1,4 +1,4 @@
-//! The catalogue of the embedded default: pipelines over the reference model servers.
+//! The development catalogue: pipelines over the reference model servers.
 
 use pipeline::{Catalogue, CatalogueDocument};
 use secrecy::{ExposeSecret, SecretString};

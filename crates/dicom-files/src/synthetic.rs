@@ -1,7 +1,7 @@
 //! Synthetic DICOM series written with the `dicom` crate (`InMemDicomObject` +
-//! `FileMetaTableBuilder`), for tests and the embedded default's demo series.
+//! `FileMetaTableBuilder`), for tests, benchmarks and `nachet-dev`'s demo series.
 //!
-//! [`demo_series`] / [`ensure_demo_series`] give the embedded default's demo series (fixed
+//! [`demo_series`] / [`ensure_demo_series`] give a demo CT series (fixed
 //! UIDs [`DEMO_STUDY_UID`], [`DEMO_SERIES_UID`]).
 //!
 //! Each instance is a valid Part-10 file (Explicit VR Little Endian) of a single-frame,
@@ -298,7 +298,7 @@ pub const DEMO_STUDY_UID: &str = "2.25.92834429778127272953255075500809486819";
 /// Series Instance UID of the demo series ([`demo_series`]).
 pub const DEMO_SERIES_UID: &str = "2.25.322150395311766848766797408493014267706";
 
-/// The embedded default's demo series: 16 CT instances of 128 x 128, numbered 1..=16, with
+/// A demo series: 16 CT instances of 128 x 128, numbered 1..=16, with
 /// the fixed UIDs [`DEMO_STUDY_UID`] and [`DEMO_SERIES_UID`]; the same bytes on every
 /// machine.
 pub fn demo_series() -> SyntheticSeries {

@@ -34,7 +34,7 @@ pub enum Membership {
 }
 
 impl Member {
-    /// The identity of the embedded default: a member of every organization (not an
+    /// The development identity (`nachet-dev`): a member of every organization (not an
     /// administrator: administration takes the admin token).
     pub fn development(user: &str) -> Self {
         Self {

@@ -55,7 +55,7 @@ fn default_cookie() -> String {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum IdentitySettings {
-    /// No authentication: every request is this user (the embedded default, for development).
+    /// No authentication: every request is this user (`nachet-dev`'s choice, for development).
     Development { email: String },
     /// Behind Vouch: `secret` is Vouch's `jwt.secret`; `cookie` is Vouch's `cookie.name`.
     Vouch {

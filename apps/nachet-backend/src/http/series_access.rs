@@ -5,7 +5,7 @@
 //! `[series.access]` of the configuration:
 //!
 //! - `mode = "development"`: no token; every caller is `user`, a member of every
-//!   organization (the embedded default; the app says so at start);
+//!   organization (`nachet-dev`'s choice; the app says so at start);
 //! - `mode = "jwt"`: `Authorization: Bearer <JWT>`, signed either with a shared secret
 //!   (`hs256_secret`, HS256) or with a key of the JWKS document at `jwks_url` (RS256, ES256
 //!   and their kin), fetched at the first call, kept `jwks_refresh_seconds`, and fetched
