@@ -131,13 +131,18 @@ pub fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
 pub async fn start(settings: Settings) -> anyhow::Result<Backend> {
     check(&settings)?;
     let listener = bind(&settings)?;
-    start_on(listener, settings).await
+    serve(listener, settings).await
 }
 
 /// As [`start`], on a listener the caller bound (whoever must know the address first, e.g.
 /// an ML app that calls back).
 pub async fn start_on(listener: TcpListener, settings: Settings) -> anyhow::Result<Backend> {
     check(&settings)?;
+    serve(listener, settings).await
+}
+
+/// The wiring, on checked settings.
+async fn serve(listener: TcpListener, settings: Settings) -> anyhow::Result<Backend> {
     let (store, blobs) = open_storage(&settings).await?;
 
     let catalogues =

@@ -64,15 +64,14 @@ impl Dev {
     }
 }
 
-async fn start(mut settings: Settings, models_port: Option<u16>) -> Dev {
+async fn start(settings: Settings, models_port: Option<u16>) -> Dev {
     let (_, mut options) = nachet_dev::default_settings();
     options.demo_dicom = false;
     options.models_port = models_port;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let stand_ins = StandIns::start(&options, &mut settings, listener.local_addr().unwrap())
+    let (backend, stand_ins, _) = nachet_dev::start_on(listener, &options, settings)
         .await
         .unwrap();
-    let backend = nachet_backend::start_on(listener, settings).await.unwrap();
     Dev { backend, stand_ins }
 }
 

@@ -154,33 +154,31 @@ async fn metrics_count_the_inferences_model_calls_and_series_phases() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let series: Value = t
+    let done = series_support::Client::new(t.backend.url())
+        .wait_final(&id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(done["state"], "completed", "{done}");
+
+    // The series is completed when the ML app reports; its worker lets the job go a moment
+    // later. The queue's gauges are read once it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let text = t
             .http
-            .get(t.url(&format!("/api/studies/series/{id}")))
+            .get(t.url("/metrics"))
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap();
-        if series["state"] == "completed" {
-            break;
+        let queue_empty = sample(&text, "nachet_series_jobs_claimed") == Some(0.0)
+            && sample(&text, "nachet_series_oldest_job_age_seconds") == Some(0.0);
+        if queue_empty || std::time::Instant::now() > deadline {
+            break text;
         }
-        assert!(std::time::Instant::now() < deadline, "{series}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    };
     let pipeline = format!(r#"{{pipeline="{DEFAULT_PIPELINE}",outcome="ok"}}"#);
     let detector = format!(
         r#"{{model="{}",kind="seed_detector"}}"#,

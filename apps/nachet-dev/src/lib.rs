@@ -19,10 +19,10 @@ pub mod catalogue;
 pub mod demo_dicom;
 mod reference_catalogue;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context;
-use nachet_backend::Settings;
+use nachet_backend::{Backend, Settings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -101,6 +101,20 @@ pub fn development_env(settings: &Settings) -> Vec<(&'static str, String)> {
         env.push(("NACHET__SERIES__ACCESS__USER", user.clone()));
     }
     env
+}
+
+/// Starts the stand-ins, then the server on `listener` with the settings they filled in;
+/// gives back both and those settings (what `main` runs, and what tests start).
+pub async fn start_on(
+    listener: TcpListener,
+    options: &StandInSettings,
+    mut settings: Settings,
+) -> anyhow::Result<(Backend, StandIns, Settings)> {
+    let stand_ins = StandIns::start(options, &mut settings, listener.local_addr()?)
+        .await
+        .context("cannot start the development stand-ins")?;
+    let backend = nachet_backend::start_on(listener, settings.clone()).await?;
+    Ok((backend, stand_ins, settings))
 }
 
 /// The running stand-ins.

@@ -13,6 +13,7 @@
 //! exports the spans when `[telemetry] otlp_endpoint` is set).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -101,9 +102,11 @@ impl Ops {
         m.inf_waiting.set(waiting as i64);
         m.inf_waiting_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        let busy = self.codec.busy().as_secs_f64();
+        // The pool keeps the total; the counter shows it (set, not added: two scrapes at once
+        // cannot count a stretch twice).
         m.codec_busy_seconds
-            .inc_by(busy - m.codec_busy_seconds.get());
+            .inner()
+            .store(self.codec.busy().as_secs_f64().to_bits(), Ordering::Relaxed);
         m.catalogue.clear();
         m.catalogue
             .get_or_create(&VersionLabels {

@@ -167,21 +167,15 @@ pub async fn start_with(settings: Settings, dir: TempDir) -> TestBackend {
 }
 
 pub async fn start_with_stand_ins(
-    mut settings: Settings,
+    settings: Settings,
     dir: TempDir,
     stand_in_settings: &nachet_dev::StandInSettings,
 ) -> TestBackend {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let stand_ins = StandIns::start(
-        stand_in_settings,
-        &mut settings,
-        listener.local_addr().unwrap(),
-    )
-    .await
-    .unwrap();
-    let backend = nachet_backend::start_on(listener, settings.clone())
-        .await
-        .unwrap();
+    let (backend, stand_ins, settings) =
+        nachet_dev::start_on(listener, stand_in_settings, settings)
+            .await
+            .unwrap();
     let store = Arc::new(
         SqlStore::connect(settings.database.url.expose_secret())
             .await

@@ -113,14 +113,16 @@ pub async fn start(db: Db, series: SeriesSettings) -> Harness {
 
 /// A backend on an existing data folder and database (a restart).
 pub async fn start_on(dir: TempDir, database_url: String, series: SeriesSettings) -> Harness {
-    let mut settings = settings(dir.path(), &database_url, series);
     let (_, mut options) = nachet_dev::default_settings();
     options.demo_dicom = false;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let stand_ins = StandIns::start(&options, &mut settings, listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let backend = nachet_backend::start_on(listener, settings).await.unwrap();
+    let (backend, stand_ins, _) = nachet_dev::start_on(
+        listener,
+        &options,
+        settings(dir.path(), &database_url, series),
+    )
+    .await
+    .unwrap();
     Harness {
         backend,
         stand_ins,
