@@ -1,11 +1,13 @@
 //! The seed use cases: `/inf`, `/get-user-id`, `/seeds`, `/image-validation`, and reading a
 //! saved inference back.
 //!
-//! What a failed `/inf` leaves behind: nothing. The models run before anything is written;
-//! then the picture and the result document go to blob storage, then every row goes to the
-//! database in one transaction. If a blob write or the transaction fails, the blobs already
-//! written are deleted again. (Only a crash between the blob writes and the end of the
-//! transaction can leave blobs without rows; never rows without blobs.)
+//! What a failed `/inf` leaves behind: nothing. Once the request is checked, the picture is
+//! written to blob storage while the models work (it does not depend on them); after the
+//! models, the result document goes to blob storage, then every row goes to the database in
+//! one transaction. If the models, a blob write or the transaction fail, the blobs already
+//! written are deleted again, and so is the picture of a request dropped on the way (its
+//! client left). (Only a crash between the picture's write and the end of the transaction
+//! can leave blobs without rows; never rows without blobs.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,12 +15,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use datastore::{
-    BlobKey, BlobStore, Folder, FolderStore, InferenceStore, NewBox, NewCandidate, NewInference,
-    NewPicture, SeedStore, StoreError, UserStore,
+    BlobError, BlobKey, BlobStore, Folder, FolderStore, InferenceStore, NewBox, NewCandidate,
+    NewInference, NewPicture, SeedStore, StoreError, UserStore,
 };
 use pipeline::PipelineRegistry;
 use serde::Serialize;
 use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::codec::CodecPool;
@@ -288,24 +291,6 @@ impl InferenceService {
             return Err(InferError::UnknownUser(request.user_id));
         }
         let folder = self.folder(&request).await?;
-
-        let detections = self
-            .runner
-            .run(pipeline, &picture)
-            .await
-            .map_err(|e| match e {
-                RunError::Picture(e) => picture_error(e),
-                RunError::Step(e) => InferError::Model(e),
-            })?;
-        let processed = process(
-            &detections,
-            width,
-            height,
-            request.area_ratio,
-            request.color_format,
-        );
-
-        let seed_ids = self.seed_ids().await?;
         let picture_id = Uuid::new_v4();
         let picture_key = blob_key(
             &request.container_name,
@@ -317,6 +302,42 @@ impl InferenceService {
             folder.id,
             &format!("{picture_id}.result.json"),
         )?;
+
+        // The picture is written while the models work: a 1 MB write with its fsync is off
+        // the request's critical path.
+        let mut picture_blob = PictureBlob::write(
+            self.blobs.clone(),
+            picture_key.clone(),
+            picture.bytes.clone(),
+        );
+        let detections = self.runner.run(pipeline, &picture).await;
+        let written = picture_blob.written().await;
+        let detections = match (detections, written) {
+            (Ok(detections), Ok(())) => detections,
+            (Err(e), _) => {
+                picture_blob.discard().await;
+                return Err(match e {
+                    RunError::Picture(e) => picture_error(e),
+                    RunError::Step(e) => InferError::Model(e),
+                });
+            }
+            (Ok(_), Err(e)) => return Err(e),
+        };
+        let processed = process(
+            &detections,
+            width,
+            height,
+            request.area_ratio,
+            request.color_format,
+        );
+
+        let seed_ids = match self.seed_ids().await {
+            Ok(seed_ids) => seed_ids,
+            Err(e) => {
+                picture_blob.discard().await;
+                return Err(e);
+            }
+        };
         let mut boxes = Vec::with_capacity(processed.boxes.len());
         let mut response_boxes = Vec::with_capacity(processed.boxes.len());
         for (i, b) in processed.boxes.iter().enumerate() {
@@ -389,8 +410,15 @@ impl InferenceService {
             inference_id: Uuid::new_v4(),
             pipeline_id: pipeline.id,
         };
-        let result = serde_json::to_value(&response)
-            .map_err(|e| InferError::Storage(format!("could not serialize the result: {e}")))?;
+        let result = match serde_json::to_value(&response) {
+            Ok(result) => result,
+            Err(e) => {
+                picture_blob.discard().await;
+                return Err(InferError::Storage(format!(
+                    "could not serialize the result: {e}"
+                )));
+            }
+        };
         let record = NewInference {
             id: response.inference_id,
             user_id: request.user_id,
@@ -412,8 +440,11 @@ impl InferenceService {
             boxes,
             created_at: Utc::now(),
         };
-        self.store(&record, picture.bytes.clone(), &picture_key, &result_key)
-            .await?;
+        if let Err(e) = self.store(&record, &result_key).await {
+            picture_blob.discard().await;
+            return Err(e);
+        }
+        picture_blob.keep();
         Ok(response)
     }
 
@@ -466,42 +497,24 @@ impl InferenceService {
         }
     }
 
-    /// Blobs first, then rows in one transaction; undoes the blobs if anything fails.
-    async fn store(
-        &self,
-        record: &NewInference,
-        picture: Bytes,
-        picture_key: &BlobKey,
-        result_key: &BlobKey,
-    ) -> Result<(), InferError> {
+    /// The result document, then the rows in one transaction (the picture is written
+    /// already); deletes the result document again if the transaction fails.
+    async fn store(&self, record: &NewInference, result_key: &BlobKey) -> Result<(), InferError> {
         let result_bytes =
             Bytes::from(serde_json::to_vec(&record.result).map_err(|e| {
                 InferError::Storage(format!("could not serialize the result: {e}"))
             })?);
-        let mut written: Vec<&BlobKey> = Vec::new();
-        let outcome = async {
-            self.blobs
-                .put_new(picture_key, picture)
-                .await
-                .map_err(|e| InferError::Storage(e.to_string()))?;
-            written.push(picture_key);
-            self.blobs
-                .put_new(result_key, result_bytes)
-                .await
-                .map_err(|e| InferError::Storage(e.to_string()))?;
-            written.push(result_key);
-            self.inferences.save_inference(record).await?;
-            Ok(())
-        }
-        .await;
-        if outcome.is_err() {
-            for key in written {
-                if let Err(error) = self.blobs.delete(key).await {
-                    tracing::error!(%key, %error, "could not delete a blob of a failed inference");
-                }
+        self.blobs
+            .put_new(result_key, result_bytes)
+            .await
+            .map_err(|e| InferError::Storage(e.to_string()))?;
+        if let Err(e) = self.inferences.save_inference(record).await {
+            if let Err(error) = self.blobs.delete(result_key).await {
+                tracing::error!(key = %result_key, %error, "could not delete a blob of a failed inference");
             }
+            return Err(e.into());
         }
-        outcome
+        Ok(())
     }
 
     async fn seed_ids(&self) -> Result<&HashMap<String, Uuid>, InferError> {
@@ -549,5 +562,101 @@ fn picture_error(error: PictureError) -> InferError {
     match error {
         PictureError::UnsupportedType(_) => InferError::UnsupportedImage(error),
         other => InferError::BadImage(other),
+    }
+}
+
+/// The picture's blob of one `/inf`, written by a task of its own while the models work,
+/// and deleted again unless [`PictureBlob::keep`] is called: by [`PictureBlob::discard`] on a
+/// failure, or, when the request is dropped on the way (its client left), by a task that
+/// waits for the write to end first (a delete that overtook the write would leave it).
+struct PictureBlob {
+    blobs: Arc<dyn BlobStore>,
+    key: BlobKey,
+    state: PictureBlobState,
+}
+
+enum PictureBlobState {
+    Writing(JoinHandle<Result<(), BlobError>>),
+    /// On storage: deleted unless kept.
+    Written,
+    /// Failed, deleted or kept: nothing more to do.
+    Settled,
+}
+
+impl PictureBlob {
+    fn write(blobs: Arc<dyn BlobStore>, key: BlobKey, bytes: Bytes) -> Self {
+        let write = tokio::spawn({
+            let (blobs, key) = (blobs.clone(), key.clone());
+            async move { blobs.put_new(&key, bytes).await }
+        });
+        Self {
+            blobs,
+            key,
+            state: PictureBlobState::Writing(write),
+        }
+    }
+
+    /// Waits for the write to end.
+    async fn written(&mut self) -> Result<(), InferError> {
+        let PictureBlobState::Writing(write) = &mut self.state else {
+            return Ok(());
+        };
+        let outcome = match write.await {
+            Ok(outcome) => outcome.map_err(|e| InferError::Storage(e.to_string())),
+            Err(e) => Err(InferError::Storage(format!(
+                "the picture's write did not end: {e}"
+            ))),
+        };
+        self.state = match outcome {
+            Ok(()) => PictureBlobState::Written,
+            Err(_) => PictureBlobState::Settled,
+        };
+        outcome
+    }
+
+    /// The inference is saved: the picture stays.
+    fn keep(mut self) {
+        self.state = PictureBlobState::Settled;
+    }
+
+    /// The inference failed: the picture goes (once its write has ended).
+    async fn discard(mut self) {
+        // A failed write left nothing; its error was reported where it was awaited.
+        let _ = self.written().await;
+        if matches!(self.state, PictureBlobState::Written) {
+            delete_picture(&*self.blobs, &self.key).await;
+        }
+        self.state = PictureBlobState::Settled;
+    }
+}
+
+impl Drop for PictureBlob {
+    fn drop(&mut self) {
+        let state = std::mem::replace(&mut self.state, PictureBlobState::Settled);
+        let write = match state {
+            PictureBlobState::Settled => return,
+            PictureBlobState::Writing(write) => Some(write),
+            PictureBlobState::Written => None,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(key = %self.key, "a dropped inference's picture is left: no runtime to delete it");
+            return;
+        };
+        let (blobs, key) = (self.blobs.clone(), self.key.clone());
+        runtime.spawn(async move {
+            let written = match write {
+                Some(write) => matches!(write.await, Ok(Ok(()))),
+                None => true,
+            };
+            if written {
+                delete_picture(&*blobs, &key).await;
+            }
+        });
+    }
+}
+
+async fn delete_picture(blobs: &dyn BlobStore, key: &BlobKey) {
+    if let Err(error) = blobs.delete(key).await {
+        tracing::error!(%key, %error, "could not delete the picture of a failed inference");
     }
 }

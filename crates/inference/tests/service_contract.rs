@@ -732,10 +732,20 @@ async fn a_failing_model_leaves_nothing_written() {
         let mut stores = Stores::new();
         stores.known_user(1);
         stores.seeds_listed();
-        // No blob or inference expectation: any write panics.
+        // The picture is written while the models work, and deleted again when they fail;
+        // no inference expectation: saving one panics.
+        stores.put_new(".png", || Ok(()));
+        stores.delete(".png", || Ok(()));
+        let log = stores.writes();
         let service = service(Arc::new(models), stores, settings());
 
         let error = service.infer(request()).await.unwrap_err();
+
+        let writes = writes(&log);
+        let [Write::PutNew(picture, _), Write::Delete(deleted)] = writes.as_slice() else {
+            panic!("{:?}", keys(&log));
+        };
+        assert_eq!(deleted, picture, "the picture written is the one deleted");
 
         let InferError::Model(step_error) = &error else {
             panic!("{error:?}");
