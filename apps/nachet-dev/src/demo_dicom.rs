@@ -66,6 +66,11 @@ impl DemoDicomServer {
                     "/dicom-web/studies/{study}/series/{series}/instances",
                     web::get().to(instances),
                 )
+                // The series' metadata: the same attributes of each instance, as DICOM JSON.
+                .route(
+                    "/dicom-web/studies/{study}/series/{series}/metadata",
+                    web::get().to(instances),
+                )
                 .route(
                     "/dicom-web/studies/{study}/series/{series}",
                     web::get().to(retrieve_series),

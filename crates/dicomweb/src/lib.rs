@@ -1,8 +1,13 @@
-//! The DICOMweb [`DicomSource`]: QIDO-RS to list a series' instances, WADO-RS to retrieve
-//! the whole series in one streamed request (contract 2.2).
+//! The DICOMweb [`DicomSource`]: the series' metadata (WADO-RS; QIDO-RS where a server has
+//! no metadata) to list its instances, WADO-RS to retrieve the whole series in one streamed
+//! request (contract 2.2).
 //!
-//! Listing asks for each instance's SOP Instance UID, InstanceNumber and Modality, and
-//! parses the answer item by item as it arrives (memory is the listing, not the answer); for an
+//! Listing reads each instance's SOP Instance UID, InstanceNumber and Modality from the
+//! series' metadata (`.../series/{uid}/metadata`, DICOM JSON: Orthanc answers it 2-3 times
+//! faster than the QIDO-RS instance search, which reads every instance for its default
+//! attributes anyway), or, when the server answers that with 404, 405, 406 or 501, from a
+//! QIDO-RS instance search; it parses the answer item by item as it arrives (memory is the
+//! listing, not the answer); for an
 //! instance the answer gives no InstanceNumber or Modality for, the instance's own header
 //! is read instead (a WADO-RS request of that instance, dropped as soon as its first bytes
 //! name them: [`dicom_files::identify_instance`]).
@@ -285,19 +290,39 @@ impl DicomSource for DicomWebSource {
         series: &SeriesKey,
     ) -> Result<Vec<InstanceListing>, FetchError> {
         let ctx = Context::new(server, series);
-        let url = format!("{}/instances", series_url(&server.root, series));
-        let response = self
-            .request(server, &url, QIDO_ACCEPT)
-            .query(&[("includefield", "00200013"), ("includefield", "00080060")])
+        let url = series_url(&server.root, series);
+        // The series' metadata (WADO-RS) first: Orthanc answers it 2-3 times faster than the
+        // QIDO-RS instance search, whose default attributes make it read every instance anyway.
+        // A server without it (404, 405, 406, 501) is asked QIDO-RS.
+        let metadata = self
+            .request(server, &format!("{url}/metadata"), QIDO_ACCEPT)
             .timeout(self.options.search_timeout)
             .send()
             .await
-            .map_err(|e| ctx.transport_error("QIDO-RS", &e))?;
-        let response = ctx.check_status("QIDO-RS", response).await?;
+            .map_err(|e| ctx.transport_error("WADO-RS metadata", &e))?;
+        let (what, response) = if matches!(
+            metadata.status(),
+            StatusCode::NOT_FOUND
+                | StatusCode::METHOD_NOT_ALLOWED
+                | StatusCode::NOT_ACCEPTABLE
+                | StatusCode::NOT_IMPLEMENTED
+        ) {
+            let search = self
+                .request(server, &format!("{url}/instances"), QIDO_ACCEPT)
+                .query(&[("includefield", "00200013"), ("includefield", "00080060")])
+                .timeout(self.options.search_timeout)
+                .send()
+                .await
+                .map_err(|e| ctx.transport_error("QIDO-RS", &e))?;
+            ("QIDO-RS", search)
+        } else {
+            ("WADO-RS metadata", metadata)
+        };
+        let response = ctx.check_status(what, response).await?;
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(Vec::new());
         }
-        let mut listing = self.read_listing(&ctx, response).await?;
+        let mut listing = self.read_listing(&ctx, what, response).await?;
         self.complete_from_headers(server, series, &mut listing)
             .await?;
         Ok(listing)
@@ -320,6 +345,7 @@ impl DicomWebSource {
     async fn read_listing(
         &self,
         ctx: &Context,
+        what: &str,
         response: Response,
     ) -> Result<Vec<InstanceListing>, FetchError> {
         let (sender, receiver) = tokio::sync::mpsc::channel::<Feed>(CHANNEL_CHUNKS);
@@ -336,7 +362,7 @@ impl DicomWebSource {
                     }
                 }
                 Err(e) => {
-                    network_error = Some(ctx.transport_error("QIDO-RS", &e));
+                    network_error = Some(ctx.transport_error(what, &e));
                     break;
                 }
             }
@@ -353,7 +379,7 @@ impl DicomWebSource {
             (Some(e), _) => Err(e),
             (None, Ok(listing)) => Ok(listing),
             (None, Err(e)) => Err(FetchError::Permanent(format!(
-                "{} answered QIDO-RS with a body that is not a DICOM JSON instance list: {e}",
+                "{} answered {what} with a body that is not a DICOM JSON instance list: {e}",
                 ctx.describe()
             ))),
         }

@@ -109,7 +109,13 @@ fn key(series: &SyntheticSeries) -> SeriesKey {
     }
 }
 
-/// The QIDO-RS answer listing the first `count` instances.
+/// A listing request: the series' metadata, or (on servers without it) a QIDO-RS search.
+fn is_listing(path: &str) -> bool {
+    path.ends_with("/metadata") || path.contains("/instances?")
+}
+
+/// The answer listing the first `count` instances (DICOM JSON: the metadata and the QIDO-RS
+/// search give the same attributes the same way).
 fn listing(series: &SyntheticSeries, count: usize) -> Reply {
     let items: Vec<_> = (0..count)
         .map(|i| {
@@ -254,7 +260,7 @@ async fn a_well_formed_answer_is_retrieved() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances?") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 wado(body.clone(), len)
@@ -283,7 +289,7 @@ async fn a_connection_closed_mid_body_is_an_error_and_leaves_no_file() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 wado(body[..cut].to_vec(), len)
@@ -309,7 +315,7 @@ async fn a_complete_answer_without_closing_delimiter_is_permanent() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 wado(body.clone(), len)
@@ -337,7 +343,7 @@ async fn a_part_that_is_not_dicom_is_permanent() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 wado(body.clone(), len)
@@ -364,7 +370,7 @@ async fn fewer_instances_than_listed_is_permanent() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 wado(body.clone(), len)
@@ -398,7 +404,7 @@ async fn error_statuses_are_classified() {
         let line_owned = line.to_string();
         let (result, dir) = retrieve_with(
             move |req| {
-                if req.path.contains("/instances") {
+                if is_listing(&req.path) {
                     listing(&listed, 3)
                 } else {
                     status(&line_owned, "no such series here")
@@ -427,7 +433,7 @@ async fn an_answer_that_is_not_multipart_is_permanent() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 Reply {
@@ -459,7 +465,7 @@ async fn a_stalled_body_times_out_as_transient() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 let mut reply = wado(half.clone(), len);
@@ -546,14 +552,14 @@ async fn credentials_are_sent_and_gzip_is_not_asked_for() {
     );
     assert_eq!(seen[1].header("authorization"), Some("Bearer tok-123"));
     assert_eq!(seen[0].header("accept"), Some("application/dicom+json"));
-    assert!(
-        seen[0].path.starts_with(&format!(
-            "/dicom-web/studies/{}/series/{}/instances",
+    assert_eq!(
+        seen[0].path,
+        format!(
+            "/dicom-web/studies/{}/series/{}/metadata",
             s.study_instance_uid, s.series_instance_uid
-        )),
-        "{}",
-        seen[0].path
+        )
     );
+    assert_eq!(seen.len(), 2, "one listing request each: {seen:?}");
     for request in &seen {
         assert!(request.header("accept-encoding").is_none(), "{request:?}");
     }
@@ -566,7 +572,7 @@ async fn the_stored_transfer_syntax_is_asked_for_with_a_fallback_on_406() {
     let len = body.len();
     let listed = s.clone();
     let (root, seen) = serve(move |req| {
-        if req.path.contains("/instances") {
+        if is_listing(&req.path) {
             listing(&listed, 3)
         } else if req
             .header("accept")
@@ -586,7 +592,7 @@ async fn the_stored_transfer_syntax_is_asked_for_with_a_fallback_on_406() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|r| !r.path.contains("/instances"))
+        .filter(|r| !is_listing(&r.path))
         .map(|r| r.header("accept").unwrap_or("").to_string())
         .collect();
     assert_eq!(
@@ -608,7 +614,7 @@ async fn a_body_without_length_that_stops_early_is_transient() {
     let listed = s.clone();
     let (result, dir) = retrieve_with(
         move |req| {
-            if req.path.contains("/instances") {
+            if is_listing(&req.path) {
                 listing(&listed, 3)
             } else {
                 Reply {
@@ -640,7 +646,10 @@ async fn a_listing_without_instance_numbers_is_completed_from_the_headers() {
     let parts = instances(&s);
     let served = s.clone();
     let (root, seen) = serve(move |req| {
-        if req.path.contains("/instances?") {
+        if req.path.ends_with("/metadata") {
+            // A server without the series' metadata: the listing falls back to QIDO-RS.
+            status("404 Not Found", "no such resource")
+        } else if req.path.contains("/instances?") {
             // A search that gives neither InstanceNumber nor Modality.
             let items: Vec<_> = (0..served.len())
                 .map(|i| serde_json::json!({"00080018": {"vr": "UI", "Value": [served.sop_instance_uid(i)]}}))
@@ -673,6 +682,16 @@ async fn a_listing_without_instance_numbers_is_completed_from_the_headers() {
     let numbers: Vec<_> = listed.iter().map(|l| l.instance_number).collect();
     assert_eq!(numbers, [Some(7), None, Some(5)]);
     assert!(listed.iter().all(|l| l.modality.as_deref() == Some("MR")));
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        paths[0].ends_with("/metadata") && paths[1].contains("/instances?"),
+        "{paths:?}"
+    );
     // One header read per instance the search said too little about.
     let reads = seen
         .lock()
