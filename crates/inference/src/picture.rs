@@ -356,7 +356,7 @@ fn write_png(
 ) -> Result<(), String> {
     let (deflate, filter) = match compression {
         PngCompression::Fast => (png::Compression::Fast, png::Filter::NoFilter),
-        PngCompression::Balanced => (png::Compression::Fast, png::Filter::Adaptive),
+        PngCompression::Balanced => (png::Compression::Fast, png::Filter::Up),
         PngCompression::High => (png::Compression::Balanced, png::Filter::Adaptive),
     };
     let (color, samples) = match image {

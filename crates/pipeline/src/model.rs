@@ -141,10 +141,13 @@ pub enum CropEncoding {
 /// PNG compression of a crop: more compression, fewer bytes, more CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PngCompression {
-    /// Fast deflate, no row filter: the most bytes, the least CPU.
+    /// Fast deflate, no row filter: the most bytes (about three times `Balanced`'s for a
+    /// photo's crop), and no less CPU: deflate has all those bytes to go through.
     Fast,
-    /// Fast deflate with adaptive row filters: a photo's crop in about a third of `Fast`'s
-    /// bytes for a little more CPU.
+    /// Fast deflate, each row stored as its difference from the row above (PNG's Up
+    /// filter): a photo's crop in about a third of `Fast`'s bytes, in the least CPU (a
+    /// 638 x 559 crop: 3.0 ms, against 3.7 ms with a filter chosen per row for 2 % fewer
+    /// bytes, and 4.3 ms unfiltered).
     #[default]
     Balanced,
     /// Thorough deflate with adaptive row filters: a few percent fewer bytes, several times
