@@ -10,8 +10,9 @@
 //! - predict: the backend in release (this package's binary, built by `cargo bench`) as a
 //!   child process of its own on SQLite in a temporary folder, with an
 //!   external ML app that is a stub in this process: from `POST /api/studies/series/predict`
-//!   to the stub having read the whole upload. The real adapters run: `dicomweb` (QIDO-RS
-//!   listing, WADO-RS into the ZIP), `series-zip`, `ml-app-http`;
+//!   to the stub having read the whole upload. The real adapters run: `dicomweb` (the
+//!   series' metadata as the listing, WADO-RS into the ZIP), `series-zip`, `ml-app-http`;
+//! - the listing alone: the series' metadata streamed to nowhere, the warm second of two;
 //! - the backend's peak resident memory above its idle (VmHWM after the organization is
 //!   added, then after the upload is received), a fresh backend for each size.
 //!
@@ -84,6 +85,8 @@ struct Row {
     instances: usize,
     dicom_mb: f64,
     plain: Duration,
+    /// The series' metadata alone (the listing).
+    listing: Duration,
     predict: Duration,
     zip_mb: f64,
     idle_mib: f64,
@@ -118,6 +121,7 @@ async fn run(sizes: &[usize]) {
         let dicom_bytes = series.instance_bytes(0).unwrap().len() * instances;
         plain_download(&dicomweb, &series).await; // warms Orthanc's caches
         let plain = plain_download(&dicomweb, &series).await;
+        let listing = metadata_download(&dicomweb, &series).await;
 
         let dir = tempfile::tempdir().unwrap();
         let backend = BackendProcess::start(dir.path(), &stub_url).await;
@@ -180,15 +184,17 @@ async fn run(sizes: &[usize]) {
             instances,
             dicom_mb: dicom_bytes as f64 / 1e6,
             plain,
+            listing,
             predict,
             zip_mb: zip_bytes as f64 / 1e6,
             idle_mib: idle as f64 / 1024.0,
             peak_above_idle_mib: peak.saturating_sub(idle) as f64 / 1024.0,
         };
         eprintln!(
-            "{} instances: plain {:.2} s, predict -> ZIP received {:.2} s",
+            "{} instances: plain {:.2} s, listing {:.2} s, predict -> ZIP received {:.2} s",
             row.instances,
             row.plain.as_secs_f64(),
+            row.listing.as_secs_f64(),
             row.predict.as_secs_f64()
         );
         rows.push(row);
@@ -197,15 +203,16 @@ async fn run(sizes: &[usize]) {
 
     println!();
     println!(
-        "| instances | DICOM MB | plain WADO-RS download (s) | predict → ZIP received by the ML app (s) | ratio | ZIP MB | backend idle RSS (MiB) | peak RSS above idle (MiB) |"
+        "| instances | DICOM MB | plain WADO-RS download (s) | the listing alone (s) | predict → ZIP received by the ML app (s) | ratio | ZIP MB | backend idle RSS (MiB) | peak RSS above idle (MiB) |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &rows {
         println!(
-            "| {} | {:.1} | {:.2} | {:.2} | {:.2}× | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2}× | {:.1} | {:.1} | {:.1} |",
             row.instances,
             row.dicom_mb,
             row.plain.as_secs_f64(),
+            row.listing.as_secs_f64(),
             row.predict.as_secs_f64(),
             row.predict.as_secs_f64() / row.plain.as_secs_f64(),
             row.zip_mb,
@@ -264,6 +271,32 @@ async fn ensure_uploaded(orthanc: &str, dicomweb: &str, series: &SyntheticSeries
         result.unwrap();
     }
     eprintln!("uploaded in {:.1?}", started.elapsed());
+}
+
+/// The series' metadata (the listing the backend reads first), streamed to nowhere: the
+/// warm second of two.
+async fn metadata_download(dicomweb: &str, series: &SyntheticSeries) -> Duration {
+    let mut took = Duration::ZERO;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let response = reqwest::Client::new()
+            .get(format!(
+                "{dicomweb}/studies/{}/series/{}/metadata",
+                series.study_instance_uid, series.series_instance_uid
+            ))
+            .header("accept", "application/dicom+json")
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            chunk.unwrap();
+        }
+        took = started.elapsed();
+    }
+    took
 }
 
 /// One WADO-RS download of the series, streamed to nowhere.
