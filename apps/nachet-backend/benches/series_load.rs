@@ -276,38 +276,31 @@ async fn ensure_uploaded(orthanc: &str, dicomweb: &str, series: &SyntheticSeries
 /// The series' metadata (the listing the backend reads first), streamed to nowhere: the
 /// warm second of two.
 async fn metadata_download(dicomweb: &str, series: &SyntheticSeries) -> Duration {
-    let mut took = Duration::ZERO;
-    for _ in 0..2 {
-        let started = Instant::now();
-        let response = reqwest::Client::new()
-            .get(format!(
-                "{dicomweb}/studies/{}/series/{}/metadata",
-                series.study_instance_uid, series.series_instance_uid
-            ))
-            .header("accept", "application/dicom+json")
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap();
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            chunk.unwrap();
-        }
-        took = started.elapsed();
-    }
-    took
+    let url = format!(
+        "{dicomweb}/studies/{}/series/{}/metadata",
+        series.study_instance_uid, series.series_instance_uid
+    );
+    stream_to_nowhere(&url, "application/dicom+json").await;
+    stream_to_nowhere(&url, "application/dicom+json").await.0
 }
 
 /// One WADO-RS download of the series, streamed to nowhere.
 async fn plain_download(dicomweb: &str, series: &SyntheticSeries) -> Duration {
+    let url = format!(
+        "{dicomweb}/studies/{}/series/{}",
+        series.study_instance_uid, series.series_instance_uid
+    );
+    let (took, bytes) = stream_to_nowhere(&url, WADO_ACCEPT).await;
+    assert!(bytes > series.len() * 1000);
+    took
+}
+
+/// A GET of `url` read to its end and dropped: how long it took, and its bytes.
+async fn stream_to_nowhere(url: &str, accept: &str) -> (Duration, usize) {
     let started = Instant::now();
     let response = reqwest::Client::new()
-        .get(format!(
-            "{dicomweb}/studies/{}/series/{}",
-            series.study_instance_uid, series.series_instance_uid
-        ))
-        .header("accept", WADO_ACCEPT)
+        .get(url)
+        .header("accept", accept)
         .send()
         .await
         .unwrap()
@@ -318,8 +311,7 @@ async fn plain_download(dicomweb: &str, series: &SyntheticSeries) -> Duration {
     while let Some(chunk) = body.next().await {
         bytes += chunk.unwrap().len();
     }
-    assert!(bytes > series.len() * 1000);
-    started.elapsed()
+    (started.elapsed(), bytes)
 }
 
 fn memory_kib(pid: u32, field: &str) -> u64 {

@@ -191,25 +191,7 @@ impl DicomWebSource {
             let ctx = ctx.clone();
             move || write_parts(&ctx, receiver, &boundary, archive, close_delimited)
         });
-        let mut body = response.bytes_stream();
-        let mut network_error = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    if sender.send(Feed::Chunk(chunk)).await.is_err() {
-                        break; // the writer stopped on an error of its own
-                    }
-                }
-                Err(e) => {
-                    network_error = Some(ctx.transport_error("WADO-RS", &e));
-                    break;
-                }
-            }
-        }
-        if network_error.is_none() {
-            let _ = sender.send(Feed::End).await;
-        }
-        drop(sender);
+        let network_error = feed(&ctx, "WADO-RS", response, sender).await;
         let written = writer
             .await
             .map_err(|e| FetchError::Transient(format!("the instance writer failed: {e}")))?;
@@ -352,25 +334,7 @@ impl DicomWebSource {
         let parser = tokio::task::spawn_blocking(move || {
             read_listing(std::io::BufReader::new(FeedReader::new(receiver)))
         });
-        let mut body = response.bytes_stream();
-        let mut network_error = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    if sender.send(Feed::Chunk(chunk)).await.is_err() {
-                        break; // the parser stopped on an error of its own
-                    }
-                }
-                Err(e) => {
-                    network_error = Some(ctx.transport_error(what, &e));
-                    break;
-                }
-            }
-        }
-        if network_error.is_none() {
-            let _ = sender.send(Feed::End).await;
-        }
-        drop(sender);
+        let network_error = feed(ctx, what, response, sender).await;
         let parsed = parser
             .await
             .map_err(|e| FetchError::Transient(format!("the listing parser failed: {e}")))?;
@@ -805,6 +769,31 @@ impl QidoItem {
             modality,
         })
     }
+}
+
+/// Sends `response`'s body, chunk by chunk, to the blocking consumer at the other end of
+/// `sender`, then [`Feed::End`] if the body arrived whole; stops early if the consumer has
+/// stopped on an error of its own. The network error that cut the body, if one did (the
+/// consumer then sees the feed stop without its end).
+async fn feed(
+    ctx: &Context,
+    what: &str,
+    response: Response,
+    sender: tokio::sync::mpsc::Sender<Feed>,
+) -> Option<FetchError> {
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if sender.send(Feed::Chunk(chunk)).await.is_err() {
+                    return None; // the consumer stopped on an error of its own
+                }
+            }
+            Err(e) => return Some(ctx.transport_error(what, &e)),
+        }
+    }
+    let _ = sender.send(Feed::End).await;
+    None
 }
 
 /// A blocking [`std::io::Read`] over the chunks a network task feeds: ends at
