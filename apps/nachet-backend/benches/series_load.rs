@@ -11,8 +11,9 @@
 //!   child process of its own on SQLite in a temporary folder, with an
 //!   external ML app that is a stub in this process: from `POST /api/studies/series/predict`
 //!   to the stub having read the whole upload. The real adapters run: `dicomweb` (the
-//!   series' metadata as the listing, WADO-RS into the ZIP), `series-zip`, `ml-app-http`;
-//! - the listing alone: the series' metadata streamed to nowhere, the warm second of two;
+//!   series search for the count, WADO-RS into the ZIP), `series-zip`, `ml-app-http`;
+//! - the series search alone (QIDO-RS, the one request the backend makes before the
+//!   download), the warm second of two;
 //! - the backend's peak resident memory above its idle (VmHWM after the organization is
 //!   added, then after the upload is received), a fresh backend for each size.
 //!
@@ -85,8 +86,8 @@ struct Row {
     instances: usize,
     dicom_mb: f64,
     plain: Duration,
-    /// The series' metadata alone (the listing).
-    listing: Duration,
+    /// The series search alone (QIDO-RS).
+    search: Duration,
     predict: Duration,
     zip_mb: f64,
     idle_mib: f64,
@@ -121,7 +122,7 @@ async fn run(sizes: &[usize]) {
         let dicom_bytes = series.instance_bytes(0).unwrap().len() * instances;
         plain_download(&dicomweb, &series).await; // warms Orthanc's caches
         let plain = plain_download(&dicomweb, &series).await;
-        let listing = metadata_download(&dicomweb, &series).await;
+        let search = series_search(&dicomweb, &series).await.0;
 
         let dir = tempfile::tempdir().unwrap();
         let backend = BackendProcess::start(dir.path(), &stub_url).await;
@@ -184,17 +185,17 @@ async fn run(sizes: &[usize]) {
             instances,
             dicom_mb: dicom_bytes as f64 / 1e6,
             plain,
-            listing,
+            search,
             predict,
             zip_mb: zip_bytes as f64 / 1e6,
             idle_mib: idle as f64 / 1024.0,
             peak_above_idle_mib: peak.saturating_sub(idle) as f64 / 1024.0,
         };
         eprintln!(
-            "{} instances: plain {:.2} s, listing {:.2} s, predict -> ZIP received {:.2} s",
+            "{} instances: plain {:.2} s, series search {:.3} s, predict -> ZIP received {:.2} s",
             row.instances,
             row.plain.as_secs_f64(),
-            row.listing.as_secs_f64(),
+            row.search.as_secs_f64(),
             row.predict.as_secs_f64()
         );
         rows.push(row);
@@ -203,16 +204,16 @@ async fn run(sizes: &[usize]) {
 
     println!();
     println!(
-        "| instances | DICOM MB | plain WADO-RS download (s) | the listing alone (s) | predict → ZIP received by the ML app (s) | ratio | ZIP MB | backend idle RSS (MiB) | peak RSS above idle (MiB) |"
+        "| instances | DICOM MB | plain WADO-RS download (s) | the series search alone (s) | predict → ZIP received by the ML app (s) | ratio | ZIP MB | backend idle RSS (MiB) | peak RSS above idle (MiB) |"
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &rows {
         println!(
-            "| {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2}× | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.2} | {:.3} | {:.2} | {:.2}× | {:.1} | {:.1} | {:.1} |",
             row.instances,
             row.dicom_mb,
             row.plain.as_secs_f64(),
-            row.listing.as_secs_f64(),
+            row.search.as_secs_f64(),
             row.predict.as_secs_f64(),
             row.predict.as_secs_f64() / row.plain.as_secs_f64(),
             row.zip_mb,
@@ -232,19 +233,7 @@ fn fixed_series(instances: usize) -> SyntheticSeries {
 /// Uploads the series to Orthanc unless it is there whole already.
 async fn ensure_uploaded(orthanc: &str, dicomweb: &str, series: &SyntheticSeries) {
     let client = reqwest::Client::new();
-    let listed: Vec<Value> = client
-        .get(format!(
-            "{dicomweb}/studies/{}/series/{}/instances",
-            series.study_instance_uid, series.series_instance_uid
-        ))
-        .header("accept", "application/dicom+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or_default();
-    if listed.len() == series.len() {
+    if series_search(dicomweb, series).await.1 == Some(series.len() as u64) {
         return;
     }
     let started = Instant::now();
@@ -273,15 +262,34 @@ async fn ensure_uploaded(orthanc: &str, dicomweb: &str, series: &SyntheticSeries
     eprintln!("uploaded in {:.1?}", started.elapsed());
 }
 
-/// The series' metadata (the listing the backend reads first), streamed to nowhere: the
-/// warm second of two.
-async fn metadata_download(dicomweb: &str, series: &SyntheticSeries) -> Duration {
+/// The series search the backend makes (QIDO-RS, the warm second of two): how long it
+/// took, and the number of instances it gives.
+async fn series_search(dicomweb: &str, series: &SyntheticSeries) -> (Duration, Option<u64>) {
     let url = format!(
-        "{dicomweb}/studies/{}/series/{}/metadata",
+        "{dicomweb}/studies/{}/series?SeriesInstanceUID={}&includefield=00201209",
         series.study_instance_uid, series.series_instance_uid
     );
-    stream_to_nowhere(&url, "application/dicom+json").await;
-    stream_to_nowhere(&url, "application/dicom+json").await.0
+    let client = reqwest::Client::new();
+    let mut result = (Duration::ZERO, None);
+    for _ in 0..2 {
+        let started = Instant::now();
+        let found: Vec<Value> = client
+            .get(&url)
+            .header("accept", "application/dicom+json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        let count = found.first().and_then(|s| {
+            s["00201209"]["Value"][0]
+                .as_u64()
+                .or_else(|| s["00201209"]["Value"][0].as_str()?.trim().parse().ok())
+        });
+        result = (started.elapsed(), count);
+    }
+    result
 }
 
 /// One WADO-RS download of the series, streamed to nowhere.

@@ -16,7 +16,7 @@
 //! | `nachet_codec_busy_seconds_total` | | time the codec threads spent on base64, hashing, decoding, encoding |
 //! | `nachet_series` | state | DICOM series by prediction state (the shared database's: the same on every replica) |
 //! | `nachet_series_jobs`, `nachet_series_jobs_claimed`, `nachet_series_oldest_job_age_seconds` | phase | the durable job queue (the shared database's) |
-//! | `nachet_series_phase_duration_seconds`, `nachet_series_phase_total` | phase (listing, retrieval, upload), outcome | this replica's attempts, phase by phase |
+//! | `nachet_series_phase_duration_seconds`, `nachet_series_phase_total` | phase (series_search, retrieval, upload), outcome | this replica's attempts, phase by phase |
 //! | `nachet_series_bytes_total` | direction (retrieved, sent) | series archive bytes this replica moved |
 //! | `nachet_catalogue_info` | version | the pipeline catalogue version loaded (value 1) |
 
@@ -27,9 +27,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use dicom_series::ports::{
-    Archive, DicomSearch, DicomServer, DicomSource, FetchError, InstanceListing, MlApp,
-    MlAppEndpoint, PredictionRequest, SeriesArchive, SeriesKey, SeriesListing, StudyListing,
-    SubmitError,
+    Archive, DicomSearch, DicomServer, DicomSource, FetchError, MlApp, MlAppEndpoint,
+    PredictionRequest, SeriesArchive, SeriesKey, SeriesListing, StudyListing, SubmitError,
 };
 use inference::{DetectedBox, ModelCallError, ModelClient, RankedLabel};
 use pipeline::ModelDefinition;
@@ -264,7 +263,7 @@ impl Metrics {
             series_phase_durations: registered(
                 &mut r,
                 "series_phase_duration_seconds",
-                "Time of each phase of this replica's series attempts (listing, retrieval, upload), by outcome",
+                "Time of each phase of this replica's series attempts (series_search, retrieval, upload), by outcome",
                 timed(),
             ),
             series_phases: registered(
@@ -416,7 +415,7 @@ fn fetch_outcome<T>(result: &Result<T, FetchError>) -> &'static str {
     }
 }
 
-/// The DICOM server's ports, with the listing and retrieval phases timed and counted.
+/// The DICOM server's ports, with the series search and retrieval phases timed and counted.
 pub struct MeteredDicomSource<S> {
     pub inner: S,
     pub metrics: Arc<Metrics>,
@@ -424,15 +423,15 @@ pub struct MeteredDicomSource<S> {
 
 #[async_trait]
 impl<S: DicomSource + DicomSearch> DicomSource for MeteredDicomSource<S> {
-    async fn list_instances(
+    async fn find_series(
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-    ) -> Result<Vec<InstanceListing>, FetchError> {
+    ) -> Result<Option<SeriesListing>, FetchError> {
         let started = Instant::now();
-        let result = self.inner.list_instances(server, series).await;
+        let result = self.inner.find_series(server, series).await;
         self.metrics
-            .record_phase("listing", fetch_outcome(&result), started.elapsed());
+            .record_phase("series_search", fetch_outcome(&result), started.elapsed());
         result
     }
 

@@ -210,7 +210,7 @@ async fn metrics_count_the_inferences_model_calls_and_series_phases() {
             sent_base64 as f64,
         ),
         (
-            r#"nachet_series_phase_total{phase="listing",outcome="ok"}"#.to_owned(),
+            r#"nachet_series_phase_total{phase="series_search",outcome="ok"}"#.to_owned(),
             1.0,
         ),
         (

@@ -68,7 +68,7 @@ async fn end_to_end(db: Db) {
         "{}",
         brief(&done)
     );
-    // One entry per instance, in the order Orthanc sent them, named from the listing.
+    // One entry per instance, in the order Orthanc sent them, named from its header.
     let mut names = entries(&done);
     names.sort();
     let mut expected: Vec<String> = (1..=12).map(|n| format!("MR_{n}.dcm")).collect();
@@ -361,7 +361,7 @@ async fn failures_before_anything_is_sent_are_recorded_on_the_series() {
     assert_eq!(done["state"], "failed");
     let reason = done["lastError"].as_str().unwrap();
     assert!(
-        reason.contains("lists no instance") && reason.contains("check the UIDs"),
+        reason.contains("has no instance") && reason.contains("check the UIDs"),
         "{reason}"
     );
 

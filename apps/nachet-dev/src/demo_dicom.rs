@@ -1,7 +1,7 @@
 //! A DICOMweb server of one synthetic MR series (not a patient), the development machine's
-//! stand-in for an organization's PACS: QIDO-RS study, series and instance searches, and
-//! WADO-RS retrieval of the series or one instance as `multipart/related`, which is all the
-//! backend asks of a DICOM server. The series is built in memory at start (24 instances of
+//! stand-in for an organization's PACS: QIDO-RS study and series searches, and WADO-RS
+//! retrieval of the series as `multipart/related`, which is all the backend asks of a
+//! DICOM server. The series is built in memory at start (24 instances of
 //! 64 x 64, a few hundred kilobytes).
 
 use std::net::TcpListener;
@@ -63,21 +63,8 @@ impl DemoDicomServer {
                 .route("/dicom-web/studies", web::get().to(studies))
                 .route("/dicom-web/studies/{study}/series", web::get().to(series))
                 .route(
-                    "/dicom-web/studies/{study}/series/{series}/instances",
-                    web::get().to(instances),
-                )
-                // The series' metadata: the same attributes of each instance, as DICOM JSON.
-                .route(
-                    "/dicom-web/studies/{study}/series/{series}/metadata",
-                    web::get().to(instances),
-                )
-                .route(
                     "/dicom-web/studies/{study}/series/{series}",
                     web::get().to(retrieve_series),
-                )
-                .route(
-                    "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
-                    web::get().to(retrieve_instance),
                 )
         })
         .workers(1)
@@ -194,30 +181,6 @@ fn is_the_series(demo: &Demo, study: &str, series: &str) -> bool {
     study == demo.series.study_instance_uid && series == demo.series.series_instance_uid
 }
 
-async fn instances(demo: web::Data<Demo>, path: web::Path<(String, String)>) -> HttpResponse {
-    let (study, series) = path.into_inner();
-    if !is_the_series(&demo, &study, &series) {
-        return dicom_json(Vec::new());
-    }
-    let s = &demo.series;
-    let items = demo
-        .instances
-        .iter()
-        .enumerate()
-        .map(|(i, (uid, _))| {
-            let mut item = json!({
-                "00080018": attribute("UI", uid.as_str()),
-                "00080060": attribute("CS", s.modality.as_deref().unwrap_or("OT")),
-            });
-            if let Some(number) = s.instance_numbers[i] {
-                item["00200013"] = attribute("IS", number);
-            }
-            item
-        })
-        .collect();
-    dicom_json(items)
-}
-
 fn multipart<'a>(parts: impl Iterator<Item = &'a [u8]>) -> HttpResponse {
     let mut body = Vec::new();
     for part in parts {
@@ -251,18 +214,4 @@ async fn retrieve_series(demo: web::Data<Demo>, path: web::Path<(String, String)
         return not_found("such series");
     }
     multipart(demo.instances.iter().map(|(_, bytes)| bytes.as_slice()))
-}
-
-async fn retrieve_instance(
-    demo: web::Data<Demo>,
-    path: web::Path<(String, String, String)>,
-) -> HttpResponse {
-    let (study, series, instance) = path.into_inner();
-    if !is_the_series(&demo, &study, &series) {
-        return not_found("such series");
-    }
-    match demo.instances.iter().find(|(uid, _)| *uid == instance) {
-        Some((_, bytes)) => multipart(std::iter::once(bytes.as_slice())),
-        None => not_found("such instance"),
-    }
 }

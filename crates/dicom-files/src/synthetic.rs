@@ -184,11 +184,11 @@ impl SyntheticSeries {
             path: PathBuf::from("(archive)"),
             message: e.to_string(),
         };
-        let mut archive = dicom_series::SeriesArchive::new(&self.listing(), writer);
-        for index in 0..self.len() {
+        let mut archive = dicom_series::SeriesArchive::new(Some(self.len() as u64), writer);
+        for (index, instance) in self.listing().into_iter().enumerate() {
             let bytes = self.instance_bytes(index)?;
             archive
-                .begin_instance(&self.sop_instance_uid(index), Some(bytes.len() as u64))
+                .begin_instance(instance, Some(bytes.len() as u64))
                 .map_err(failed)?;
             archive.write(&bytes).map_err(failed)?;
         }

@@ -1,5 +1,5 @@
-//! The series archive of one attempt: entry names decided from the listing before anything
-//! is retrieved, and the check that the instances received are exactly the listed ones.
+//! The series archive of one attempt: each instance written into its entry as it arrives,
+//! named from its own header, and the check that what came is the whole series.
 //!
 //! # Entry names ([`entry_names`], contract 2.3)
 //!
@@ -17,8 +17,21 @@
 //! other) and depend only on the set of instances, never on the order they are retrieved
 //! in: the same series gives the same names on every run. The entries are written in the
 //! order the instances arrive.
+//!
+//! # One pass ([`SeriesArchive`])
+//!
+//! The series is not listed instance by instance beforehand (on Orthanc that listing alone
+//! costs two to three times the whole download): each instance's SOP Instance UID,
+//! InstanceNumber and Modality come from its own header, which the source reads from the
+//! instance's first bytes. An instance whose name cannot change any more is written under
+//! its final name at once: one with an InstanceNumber no earlier instance of its modality
+//! had, which is the whole series in the usual case. Any other (no InstanceNumber, or a
+//! number already taken) is written under a placeholder (`pending-{k}`, never a final
+//! name), and at the end the writer renames what the whole set decides (one more pass over
+//! the archive, which only such series pay). Completeness: every instance comes once, and
+//! as many come as the server's series search counts (Number of Series Related Instances).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::ports::{Archive, ArchiveError, ArchiveWriter, InstanceListing};
 
@@ -84,66 +97,94 @@ pub fn entry_names(instances: &[InstanceListing]) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// The archive a source retrieves a series into: an [`ArchiveWriter`] whose entry names
-/// come from the listing, which refuses an instance that is not listed or comes twice, and
-/// which finishes only when every listed instance has come. Dropped unfinished, the
-/// writer removes what it wrote.
+/// The series' modality: the one most instances name (ties: the first alphabetically).
+pub fn modality_of(instances: &[InstanceListing]) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for modality in instances.iter().filter_map(|i| i.modality.as_deref()) {
+        let modality = modality.trim();
+        if !modality.is_empty() {
+            *counts.entry(modality).or_default() += 1;
+        }
+    }
+    let most = counts.values().copied().max()?;
+    counts
+        .into_iter()
+        .find(|&(_, n)| n == most)
+        .map(|(m, _)| m.to_string())
+}
+
+/// The archive a source retrieves a series into: an [`ArchiveWriter`] fed instance by
+/// instance, which refuses an instance that comes twice, names the entries as the
+/// [module documentation](self#one-pass-seriesarchive) says, and finishes only when as
+/// many instances came as the server counts. Dropped unfinished, the writer removes what
+/// it wrote.
 pub struct SeriesArchive {
-    /// SOP Instance UID → entry name.
-    names: HashMap<String, String>,
+    /// Instances in the series, as the server's series search counts them (when it does).
+    expected: Option<u64>,
+    /// The instances begun, in arrival order, each with the name its entry was written under.
+    instances: Vec<InstanceListing>,
+    written_as: Vec<String>,
     received: HashSet<String>,
+    /// Final names already given on arrival.
+    named: HashSet<String>,
     writer: Box<dyn ArchiveWriter>,
 }
 
 impl SeriesArchive {
-    /// The archive of the `listed` instances, written by `writer`. SOP Instance UIDs listed
-    /// twice count once.
-    pub fn new(listed: &[InstanceListing], writer: Box<dyn ArchiveWriter>) -> Self {
-        let names = entry_names(listed)
-            .into_iter()
-            .map(|(index, name)| (listed[index].sop_instance_uid.clone(), name))
-            .collect();
+    /// The archive of a series of `expected` instances (`None`: the server does not say how
+    /// many), written by `writer`.
+    pub fn new(expected: Option<u64>, writer: Box<dyn ArchiveWriter>) -> Self {
         Self {
-            names,
+            expected,
+            instances: Vec::new(),
+            written_as: Vec::new(),
             received: HashSet::new(),
+            named: HashSet::new(),
             writer,
         }
     }
 
-    /// Instances listed.
-    pub fn listed(&self) -> usize {
-        self.names.len()
-    }
-
     /// Instances begun so far.
     pub fn received(&self) -> usize {
-        self.received.len()
+        self.instances.len()
     }
 
-    /// The entry name of a listed instance.
-    pub fn entry_name(&self, sop_instance_uid: &str) -> Option<&str> {
-        self.names.get(sop_instance_uid).map(String::as_str)
-    }
-
-    /// Starts the entry of instance `sop_instance_uid` (its Part-10 bytes follow through
-    /// [`write`](Self::write)); `size` when known in advance.
+    /// Starts the entry of `instance` (read from its header; its Part-10 bytes follow
+    /// through [`write`](Self::write)); `size` when known in advance.
     pub fn begin_instance(
         &mut self,
-        sop_instance_uid: &str,
+        instance: InstanceListing,
         size: Option<u64>,
     ) -> Result<(), ArchiveError> {
-        let Some(name) = self.names.get(sop_instance_uid) else {
-            return Err(ArchiveError::NotListed(format!(
-                "sent instance {sop_instance_uid}, which is not among the {} listed (QIDO-RS)",
-                self.names.len()
-            )));
-        };
-        if !self.received.insert(sop_instance_uid.to_string()) {
-            return Err(ArchiveError::NotListed(format!(
-                "sent instance {sop_instance_uid} twice"
+        if !self.received.insert(instance.sop_instance_uid.clone()) {
+            return Err(ArchiveError::Inconsistent(format!(
+                "sent instance {} twice",
+                instance.sop_instance_uid
             )));
         }
-        self.writer.start_entry(name, size)
+        let name = match instance.instance_number {
+            Some(number) => {
+                let name = format!(
+                    "{}_{number}.dcm",
+                    modality_part(instance.modality.as_deref())
+                );
+                if self.named.insert(name.clone()) {
+                    name
+                } else {
+                    self.placeholder()
+                }
+            }
+            None => self.placeholder(),
+        };
+        self.writer.start_entry(&name, size)?;
+        self.instances.push(instance);
+        self.written_as.push(name);
+        Ok(())
+    }
+
+    /// A name no final name can be: `pending-{k}`.
+    fn placeholder(&self) -> String {
+        format!("pending-{}", self.instances.len() + 1)
     }
 
     /// The next bytes of the current instance.
@@ -151,34 +192,42 @@ impl SeriesArchive {
         self.writer.write(bytes)
     }
 
-    /// Completes the archive once every listed instance has come.
+    /// Completes the archive once the whole series has come, each entry under its final name.
     pub fn finish(self) -> Result<Archive, ArchiveError> {
-        if self.received.len() < self.names.len() {
-            let mut missing: Vec<&str> = self
-                .names
-                .keys()
-                .filter(|uid| !self.received.contains(*uid))
-                .map(String::as_str)
-                .collect();
-            missing.sort_unstable();
-            let sample: Vec<&str> = missing.iter().take(3).copied().collect();
-            return Err(ArchiveError::NotListed(format!(
-                "listed {} instances (QIDO-RS) but sent {} (WADO-RS); {} listed and not sent [{}]",
-                self.names.len(),
-                self.received.len(),
-                missing.len(),
-                sample.join(", ")
+        if let Some(expected) = self.expected
+            && self.instances.len() as u64 != expected
+        {
+            return Err(ArchiveError::Inconsistent(format!(
+                "the server counts {expected} instances in the series (QIDO-RS) but sent {} (WADO-RS)",
+                self.instances.len()
             )));
         }
-        self.writer.finish()
+        let mut names = vec![String::new(); self.instances.len()];
+        for (index, name) in entry_names(&self.instances) {
+            names[index] = name;
+        }
+        let renamed = names
+            .iter()
+            .zip(&self.written_as)
+            .filter(|(final_name, written)| final_name != written)
+            .count();
+        if renamed > 0 {
+            tracing::debug!(
+                renamed,
+                "instances without an InstanceNumber or sharing one: renaming their entries"
+            );
+        }
+        let mut archive = self.writer.finish(&names)?;
+        archive.modality = modality_of(&self.instances);
+        Ok(archive)
     }
 }
 
 impl std::fmt::Debug for SeriesArchive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeriesArchive")
-            .field("listed", &self.names.len())
-            .field("received", &self.received.len())
+            .field("expected", &self.expected)
+            .field("received", &self.instances.len())
             .finish()
     }
 }
@@ -250,16 +299,15 @@ mod tests {
     /// (name, size announced, bytes).
     type Entry = (String, Option<u64>, Vec<u8>);
 
-    /// Entries in memory.
+    /// Entries in memory; `finish` renames them as told.
     #[derive(Default)]
     struct Entries(std::sync::Arc<std::sync::Mutex<Vec<Entry>>>);
 
     impl ArchiveWriter for Entries {
         fn start_entry(&mut self, name: &str, size: Option<u64>) -> Result<(), ArchiveError> {
-            self.0
-                .lock()
-                .unwrap()
-                .push((name.to_string(), size, Vec::new()));
+            let mut entries = self.0.lock().unwrap();
+            assert!(entries.iter().all(|e| e.0 != name), "{name} written twice");
+            entries.push((name.to_string(), size, Vec::new()));
             Ok(())
         }
         fn write(&mut self, bytes: &[u8]) -> Result<(), ArchiveError> {
@@ -267,37 +315,47 @@ mod tests {
             entries.last_mut().unwrap().2.extend_from_slice(bytes);
             Ok(())
         }
-        fn finish(self: Box<Self>) -> Result<Archive, ArchiveError> {
-            let entries = self.0.lock().unwrap();
+        fn finish(self: Box<Self>, names: &[String]) -> Result<Archive, ArchiveError> {
+            let mut entries = self.0.lock().unwrap();
+            assert_eq!(names.len(), entries.len());
+            for (entry, name) in entries.iter_mut().zip(names) {
+                entry.0 = name.clone();
+            }
             Ok(Archive {
                 path: "a.zip".into(),
                 file_name: "a.zip".into(),
-                entries: entries.iter().map(|e| e.0.clone()).collect(),
+                entries: names.to_vec(),
                 size: 0,
+                modality: None,
             })
         }
     }
 
-    fn listed() -> Vec<InstanceListing> {
-        vec![
-            instance("1.2", Some("MR"), Some(2)),
-            instance("1.1", Some("MR"), Some(1)),
-        ]
+    fn begin(
+        archive: &mut SeriesArchive,
+        uid: &str,
+        number: Option<i64>,
+    ) -> Result<(), ArchiveError> {
+        archive.begin_instance(instance(uid, Some("MR"), number), None)
     }
 
     #[test]
-    fn instances_are_written_in_arrival_order_under_their_listed_names() {
+    fn instances_are_written_in_arrival_order_under_their_final_names() {
         let entries = Entries::default();
         let written = entries.0.clone();
-        let mut archive = SeriesArchive::new(&listed(), Box::new(entries));
-        assert_eq!(archive.entry_name("1.1"), Some("MR_1.dcm"));
-        archive.begin_instance("1.2", Some(3)).unwrap();
+        let mut archive = SeriesArchive::new(Some(2), Box::new(entries));
+        archive
+            .begin_instance(instance("1.2", Some("MR"), Some(2)), Some(3))
+            .unwrap();
         archive.write(b"ab").unwrap();
         archive.write(b"c").unwrap();
-        archive.begin_instance("1.1", None).unwrap();
+        // Named at once: nothing to rename at the end.
+        assert_eq!(written.lock().unwrap()[0].0, "MR_2.dcm");
+        begin(&mut archive, "1.1", Some(1)).unwrap();
         archive.write(b"x").unwrap();
         let done = archive.finish().unwrap();
         assert_eq!(done.entries, ["MR_2.dcm", "MR_1.dcm"]);
+        assert_eq!(done.modality.as_deref(), Some("MR"));
         assert_eq!(
             *written.lock().unwrap(),
             [
@@ -308,26 +366,75 @@ mod tests {
     }
 
     #[test]
-    fn an_instance_not_listed_twice_sent_or_missing_is_refused() {
-        let mut archive = SeriesArchive::new(&listed(), Box::new(Entries::default()));
-        let error = archive.begin_instance("9.9", None).unwrap_err();
-        assert!(
-            matches!(&error, ArchiveError::NotListed(m) if m.contains("9.9") && m.contains("2 listed")),
-            "{error:?}"
+    fn names_that_depend_on_later_instances_are_decided_at_the_end() {
+        let entries = Entries::default();
+        let written = entries.0.clone();
+        let mut archive = SeriesArchive::new(None, Box::new(entries));
+        begin(&mut archive, "1.9", Some(5)).unwrap();
+        begin(&mut archive, "1.1", Some(5)).unwrap();
+        begin(&mut archive, "1.3", None).unwrap();
+        begin(&mut archive, "1.2", None).unwrap();
+        let on_arrival: Vec<String> = written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.0.clone())
+            .collect();
+        assert_eq!(
+            on_arrival,
+            ["MR_5.dcm", "pending-2", "pending-3", "pending-4"]
         );
-        archive.begin_instance("1.1", None).unwrap();
-        let error = archive.begin_instance("1.1", None).unwrap_err();
+        let done = archive.finish().unwrap();
+        // The same names as the whole set gives, whatever the order of arrival.
+        assert_eq!(
+            done.entries,
+            [
+                "MR_5_2.dcm",
+                "MR_5.dcm",
+                "MR_unnumbered_2.dcm",
+                "MR_unnumbered_1.dcm"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_instance_sent_twice_or_a_count_that_differs_is_refused() {
+        let mut archive = SeriesArchive::new(Some(2), Box::new(Entries::default()));
+        begin(&mut archive, "1.1", Some(1)).unwrap();
+        let error = begin(&mut archive, "1.1", Some(1)).unwrap_err();
         assert!(
-            matches!(&error, ArchiveError::NotListed(m) if m.contains("twice")),
+            matches!(&error, ArchiveError::Inconsistent(m) if m.contains("1.1") && m.contains("twice")),
             "{error:?}"
         );
         let error = archive.finish().unwrap_err();
         assert_eq!(
             error,
-            ArchiveError::NotListed(
-                "listed 2 instances (QIDO-RS) but sent 1 (WADO-RS); 1 listed and not sent [1.2]"
-                    .into()
+            ArchiveError::Inconsistent(
+                "the server counts 2 instances in the series (QIDO-RS) but sent 1 (WADO-RS)".into()
             )
         );
+        // A server that does not count: what came is the series.
+        let mut archive = SeriesArchive::new(None, Box::new(Entries::default()));
+        begin(&mut archive, "1.1", Some(1)).unwrap();
+        assert_eq!(archive.finish().unwrap().entries, ["MR_1.dcm"]);
+    }
+
+    #[test]
+    fn the_series_modality_is_the_most_named() {
+        let list = |ms: &[Option<&str>]| -> Vec<InstanceListing> {
+            ms.iter()
+                .enumerate()
+                .map(|(i, m)| instance(&format!("1.{i}"), *m, Some(i as i64)))
+                .collect()
+        };
+        assert_eq!(
+            modality_of(&list(&[Some("CT"), Some("SR"), Some(" CT ")])).as_deref(),
+            Some("CT")
+        );
+        assert_eq!(
+            modality_of(&list(&[Some("MR"), Some("CT")])).as_deref(),
+            Some("CT")
+        );
+        assert_eq!(modality_of(&list(&[None, Some(" ")])), None);
     }
 }

@@ -30,7 +30,7 @@ pub mod time;
 pub mod worker;
 
 pub use access::{Member, Membership, NotAMember, OrganizationAccessError};
-pub use archive::{SeriesArchive, entry_names, modality_part};
+pub use archive::{SeriesArchive, entry_names, modality_of, modality_part};
 pub use ids::{OrganizationId, RunId, SeriesId};
 pub use ml_apps::{InvalidMlApps, MlAppDirectory, MlAppRoute};
 pub use organization::{
@@ -52,4 +52,4 @@ pub use service::{
 pub use state::{PredictionState, ReportedStatus, UnknownState, UnknownStatus};
 pub use studies::{StudyError, StudySeries, StudyService};
 pub use time::{Clock, SystemClock, human_duration};
-pub use worker::{JobOutcome, JobWorker, WorkerPorts, WorkerSettings, modality_of};
+pub use worker::{JobOutcome, JobWorker, WorkerPorts, WorkerSettings};

@@ -1,9 +1,10 @@
 //! What the DICOM series domain needs from outside.
 //!
-//! One pass: the worker lists the series once and decides every entry name from the
-//! listing ([`SeriesArchive`]); the source streams each instance it retrieves straight into
-//! its entry of the archive the archiver opened on disk; the ML app client streams that one
-//! file out. Memory never grows with an instance or a series.
+//! One pass: the worker asks the server how many instances the series has (one series
+//! search); the source streams each instance it retrieves straight into its entry of the
+//! archive the archiver opened on disk, named from the instance's own header
+//! ([`SeriesArchive`]); the ML app client streams that one file out. Memory never grows
+//! with an instance or a series.
 
 use std::path::{Path, PathBuf};
 
@@ -42,8 +43,7 @@ pub enum DicomCredentials {
     },
 }
 
-/// One instance as listed by a search (QIDO-RS), with what names its archive entry. A
-/// source fills in from the instance's Part-10 header what its search does not give.
+/// What names an instance's archive entry, read from the instance's Part-10 header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceListing {
     pub sop_instance_uid: String,
@@ -59,17 +59,17 @@ pub enum FetchError {
     /// Connection refused or reset, 5xx, timeout, a full disk: worth retrying.
     #[error("{0}")]
     Transient(String),
-    /// Not found, unauthorized, not DICOM, inconsistent series: retrying will not help.
+    /// Not found, unauthorized, not DICOM, an inconsistent series: retrying will not help.
     #[error("{0}")]
     Permanent(String),
 }
 
 impl From<ArchiveError> for FetchError {
-    /// A write failure is transient; instances other than the listed ones are permanent.
+    /// A write failure is transient; an inconsistent series is permanent.
     fn from(error: ArchiveError) -> Self {
         match error {
             ArchiveError::Write(_) => FetchError::Transient(error.to_string()),
-            ArchiveError::NotListed(_) => FetchError::Permanent(error.to_string()),
+            ArchiveError::Inconsistent(_) => FetchError::Permanent(error.to_string()),
         }
     }
 }
@@ -77,17 +77,18 @@ impl From<ArchiveError> for FetchError {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait DicomSource: Send + Sync {
-    /// The instances of the series (QIDO-RS), each with its InstanceNumber and Modality
-    /// (read from the instance's header when the search lacks them).
-    async fn list_instances(
+    /// The series as the server's series search (QIDO-RS) lists it, above all its number
+    /// of instances and its modality; `None` when the server does not know it.
+    async fn find_series(
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-    ) -> Result<Vec<InstanceListing>, FetchError>;
+    ) -> Result<Option<SeriesListing>, FetchError>;
 
     /// Retrieves every instance of the series into `archive` as its bytes arrive (WADO-RS,
     /// one streamed request): for each instance [`SeriesArchive::begin_instance`] with its
-    /// SOP Instance UID, then its Part-10 bytes exactly (never MIME framing) through
+    /// SOP Instance UID, InstanceNumber and Modality (read from the instance's first bytes),
+    /// then its Part-10 bytes exactly (never MIME framing) through
     /// [`SeriesArchive::write`]; at the end [`SeriesArchive::finish`], whose archive it
     /// returns. Those calls do blocking file I/O: make them from a blocking thread. On an
     /// error, dropping `archive` removes what was written.
@@ -108,6 +109,9 @@ pub struct Archive {
     /// Entry names, in the order written (one per instance, distinct, deterministic).
     pub entries: Vec<String>,
     pub size: u64,
+    /// The modality most instances name ([`crate::archive::modality_of`]); set by
+    /// [`SeriesArchive::finish`], not by the writer.
+    pub modality: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,10 +119,9 @@ pub enum ArchiveError {
     /// Writing the archive failed (a full disk...): worth retrying.
     #[error("could not build the series archive: {0}")]
     Write(String),
-    /// The source sent an instance the listing does not have, twice the same one, or not
-    /// every listed one.
+    /// The source sent the same instance twice, or not as many as the server counts.
     #[error("{0}")]
-    NotListed(String),
+    Inconsistent(String),
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -142,8 +145,10 @@ pub trait ArchiveWriter: Send {
     fn start_entry(&mut self, name: &str, size: Option<u64>) -> Result<(), ArchiveError>;
     /// The next bytes of the current entry.
     fn write(&mut self, bytes: &[u8]) -> Result<(), ArchiveError>;
-    /// Ends the last entry and completes the archive under its final name.
-    fn finish(self: Box<Self>) -> Result<Archive, ArchiveError>;
+    /// Ends the last entry and completes the archive under its final name, each entry
+    /// under its name in `names` (one per entry, in the order written): an entry written
+    /// under another name is renamed, which costs one more pass over the archive.
+    fn finish(self: Box<Self>, names: &[String]) -> Result<Archive, ArchiveError>;
 }
 
 /// The query of `POST {ml_app}/predict` (contract 2.4), plus the run it belongs to.

@@ -1,15 +1,16 @@
 //! The background worker: claims a job, sends its series, and ends runs that fail or whose
 //! report does not come.
 //!
-//! One attempt: mark the series `in_progress` (stored before anything is sent), list the
-//! instances once (which decides every entry name), retrieve them straight into a ZIP in a
-//! fresh temporary folder (one streamed pass: each instance is written once, into its
-//! entry, as it arrives), send the finished archive to the ML app, record the submission,
-//! and give the job back to be claimed at the report deadline. A transient failure gives the job back for a later attempt (backoff
+//! One attempt: mark the series `in_progress` (stored before anything is sent), ask the
+//! DICOM server's series search how many instances the series has (and its modality),
+//! retrieve them straight into a ZIP in a fresh temporary folder (one streamed pass: each
+//! instance is written once, into its entry, as it arrives, named from its own header; see
+//! [`crate::archive`]), check that as many came as counted, send the finished archive to
+//! the ML app, record the submission, and give the job back to be claimed at the report
+//! deadline. A transient failure gives the job back for a later attempt (backoff
 //! with jitter) until the attempts run out; a permanent one fails the run at once. The
 //! temporary folder goes when the attempt ends, however it ends.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +21,7 @@ use tracing::Instrument;
 use crate::change::{ChangeError, change_series};
 use crate::ml_apps::MlAppDirectory;
 use crate::ports::{
-    DicomSource, FetchError, InstanceListing, MlApp, PredictionRequest, SeriesArchive,
-    SeriesArchiver, SubmitError,
+    DicomSource, FetchError, MlApp, PredictionRequest, SeriesArchive, SeriesArchiver, SubmitError,
 };
 use crate::queue::{ClaimedJob, JobPhase, JobQueue, LeaseError};
 use crate::repository::{OrganizationRepository, SeriesRepository, StoreError};
@@ -367,7 +367,7 @@ impl JobWorker {
         }
     }
 
-    /// Lists, retrieves into an archive and sends the series. The temporary folder is
+    /// Counts, retrieves into an archive and sends the series. The temporary folder is
     /// removed when this returns or is cancelled.
     async fn send(
         &self,
@@ -406,24 +406,20 @@ impl JobWorker {
             }
         };
 
-        let listed = ports
+        // How many instances the series has: what the archive checks it got.
+        let described = ports
             .source
-            .list_instances(server, key)
+            .find_series(server, key)
             .await
-            .map_err(from_server)?;
-        if listed.is_empty() {
-            return Err(AttemptError::Permanent(format!(
-                "the DICOM server {} of {} lists no instance for study {} series {}; check the UIDs and the organization's DICOMweb root",
-                server.root, organization.name, key.study_instance_uid, key.series_instance_uid
-            )));
-        }
-
-        let modality = modality_of(&listed).ok_or_else(|| {
-            AttemptError::Permanent(format!(
-                "no instance of study {} series {} names its Modality (0008,0060); the ML app needs it",
-                key.study_instance_uid, key.series_instance_uid
-            ))
-        })?;
+            .map_err(from_server)?
+            .filter(|found| found.number_of_instances != Some(0))
+            .ok_or_else(|| {
+                AttemptError::Permanent(format!(
+                    "the DICOM server {} of {} has no instance of study {} series {}; check the UIDs and the organization's DICOMweb root",
+                    server.root, organization.name, key.study_instance_uid, key.series_instance_uid
+                ))
+            })?;
+        let expected = described.number_of_instances.map(u64::from);
 
         // One pass: each instance goes straight into its entry of the archive as it arrives.
         let archive_dir = ports
@@ -438,9 +434,19 @@ impl JobWorker {
             .map_err(|e| AttemptError::Transient(e.to_string()))?;
         let archive = ports
             .source
-            .retrieve_series(server, key, SeriesArchive::new(&listed, writer))
+            .retrieve_series(server, key, SeriesArchive::new(expected, writer))
             .await
             .map_err(from_server)?;
+        let modality = described
+            .modality
+            .filter(|m| !m.trim().is_empty())
+            .or_else(|| archive.modality.clone())
+            .ok_or_else(|| {
+                AttemptError::Permanent(format!(
+                    "neither the series search nor any instance of study {} series {} names its Modality (0008,0060); the ML app needs it",
+                    key.study_instance_uid, key.series_instance_uid
+                ))
+            })?;
 
         // Send only while this worker still holds the job.
         let now = ports.clock.now();
@@ -554,21 +560,4 @@ impl JobWorker {
             Err(LeaseError::Store(e)) => Err(e),
         }
     }
-}
-
-/// The series' modality: the one most listed instances name (ties: the first
-/// alphabetically).
-pub fn modality_of(instances: &[InstanceListing]) -> Option<String> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for modality in instances.iter().filter_map(|i| i.modality.as_deref()) {
-        let modality = modality.trim();
-        if !modality.is_empty() {
-            *counts.entry(modality).or_default() += 1;
-        }
-    }
-    let most = counts.values().copied().max()?;
-    counts
-        .into_iter()
-        .find(|&(_, n)| n == most)
-        .map(|(m, _)| m.to_string())
 }

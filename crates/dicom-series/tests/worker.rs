@@ -12,9 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use dicom_series::ports::{
-    Archive, ArchiveError, DicomServer, DicomSource, FetchError, InstanceListing, MlApp,
-    MlAppEndpoint, MockDicomSource, MockMlApp, MockSeriesArchiver, PredictionRequest,
-    SeriesArchive, SeriesKey, SubmitError,
+    Archive, ArchiveError, DicomServer, DicomSource, FetchError, MlApp, MlAppEndpoint,
+    MockDicomSource, MockMlApp, MockSeriesArchiver, PredictionRequest, SeriesArchive, SeriesKey,
+    SeriesListing, SubmitError,
 };
 use dicom_series::repository::MockSeriesRepository;
 use dicom_series::*;
@@ -111,14 +111,15 @@ impl Harness {
     }
 }
 
+/// A series of `n` instances of `modality`, as counted by the series search and sent.
 fn source_of(n: usize, modality: Option<&'static str>) -> MockDicomSource {
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
-        .returning(move |_, _| Ok(listing_of(n, modality)));
+        .expect_find_series()
+        .returning(move |_, _| Ok(Some(found(n as u32, modality))));
     source
         .expect_retrieve_series()
-        .returning(move |_, _, archive| feed(archive, n));
+        .returning(move |_, _, archive| feed(archive, listing_of(n, modality)));
     source
 }
 
@@ -150,16 +151,16 @@ async fn a_job_s_calls_run_in_a_span_of_their_own() {
     h.predict().await;
     let span = || tracing::Span::current().metadata().map(|m| m.name());
     let mut source = MockDicomSource::new();
-    source
-        .expect_list_instances()
-        .times(1)
-        .returning(move |_, _| {
-            assert_eq!(span(), Some("series job"));
-            Ok(listing_of(2, Some("MR")))
-        });
+    source.expect_find_series().times(1).returning(move |_, _| {
+        assert_eq!(span(), Some("series job"));
+        Ok(Some(found(2, Some("MR"))))
+    });
     source
         .expect_retrieve_series()
-        .returning(move |_, _, archive| feed(archive, 2));
+        .returning(move |_, _, archive| {
+            assert_eq!(span(), Some("series job"));
+            feed(archive, listing_of(2, Some("MR")))
+        });
     let mut ml_app = MockMlApp::new();
     ml_app.expect_submit().times(1).returning(move |_, _, _| {
         assert_eq!(span(), Some("series job"));
@@ -181,12 +182,12 @@ async fn a_series_is_marked_in_progress_then_retrieved_archived_and_sent() {
     let mut source = MockDicomSource::new();
     let org = h.organization.clone();
     source
-        .expect_list_instances()
+        .expect_find_series()
         .times(1)
         .withf(move |server: &DicomServer, key: &SeriesKey| {
             server.root == org.dicom_server.root && *key == common::key("1.2.3.4")
         })
-        .returning(|_, _| Ok(listing_of(3, Some("MR"))));
+        .returning(|_, _| Ok(Some(found(3, Some("MR")))));
     let mut archiver = MockSeriesArchiver::new();
     archiver
         .expect_create()
@@ -199,16 +200,23 @@ async fn a_series_is_marked_in_progress_then_retrieved_archived_and_sent() {
         })
         .returning(|key, dir| Ok(stand_in(key, dir)));
     let store = h.store.clone();
+    let org = h.organization.clone();
     source
         .expect_retrieve_series()
         .times(1)
+        .withf(
+            move |server: &DicomServer, key: &SeriesKey, archive: &SeriesArchive| {
+                server.root == org.dicom_server.root
+                    && *key == common::key("1.2.3.4")
+                    && archive.received() == 0
+            },
+        )
         .returning(move |_, _, mut archive: SeriesArchive| {
-            // Names decided from the listing; instances written as they arrive.
-            assert_eq!(archive.listed(), 3);
-            assert_eq!(archive.entry_name("1.2.3.4.2"), Some("MR_3.dcm"));
             assert_eq!(store.series(series_id).state, PredictionState::InProgress);
+            // Named from each instance's header, written as the instances arrive.
+            let instances = listing_of(3, Some("MR"));
             for i in [2, 0, 1] {
-                archive.begin_instance(&format!("1.2.3.4.{i}"), None)?;
+                archive.begin_instance(instances[i].clone(), None)?;
                 archive.write(b"DICM")?;
             }
             Ok(archive.finish()?)
@@ -323,14 +331,14 @@ async fn transient_retrieval_failures_are_retried_with_backoff_then_fail_with_th
     let (series_id, run_id) = h.predict().await;
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
-        .returning(|_, _| Ok(listing(2)));
+        .expect_find_series()
+        .returning(|_, _| Ok(Some(found(2, Some("CT")))));
     source
         .expect_retrieve_series()
         .times(3)
         .returning(|_, _, mut archive| {
             // Part of the series arrived before the connection dropped.
-            archive.begin_instance("1.2.3.4.0", None)?;
+            archive.begin_instance(listing(2)[0].clone(), None)?;
             archive.write(b"DI")?;
             Err(FetchError::Transient("connection reset by peer".into()))
         });
@@ -387,8 +395,8 @@ async fn a_permanent_retrieval_failure_fails_at_once_with_the_reason() {
     let (series_id, run_id) = h.predict().await;
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
-        .returning(|_, _| Ok(listing(2)));
+        .expect_find_series()
+        .returning(|_, _| Ok(Some(found(2, Some("CT")))));
     source
         .expect_retrieve_series()
         .times(1)
@@ -411,7 +419,7 @@ async fn a_permanent_retrieval_failure_fails_at_once_with_the_reason() {
 }
 
 #[tokio::test]
-async fn listing_failures_are_retried_or_failed_like_retrievals() {
+async fn series_search_failures_are_retried_or_failed_like_retrievals() {
     for (error, retried) in [
         (
             FetchError::Transient("503 Service Unavailable".into()),
@@ -424,7 +432,7 @@ async fn listing_failures_are_retried_or_failed_like_retrievals() {
         let mut source = MockDicomSource::new();
         let e = error.clone();
         source
-            .expect_list_instances()
+            .expect_find_series()
             .returning(move |_, _| Err(e.clone()));
         let worker = h.worker(source, MockSeriesArchiver::new(), MockMlApp::new());
         let outcome = worker.run_once().await.unwrap().unwrap();
@@ -446,86 +454,176 @@ async fn listing_failures_are_retried_or_failed_like_retrievals() {
 }
 
 #[tokio::test]
-async fn a_series_the_server_does_not_list_fails_with_what_to_check() {
-    let h = Harness::new().await;
-    let (series_id, _) = h.predict().await;
-    let mut source = MockDicomSource::new();
-    source.expect_list_instances().returning(|_, _| Ok(vec![]));
-    let worker = h.worker(source, MockSeriesArchiver::new(), MockMlApp::new());
-    assert!(matches!(
-        worker.run_once().await.unwrap(),
-        Some(JobOutcome::Failed { .. })
-    ));
-    let reason = failed_reason(&h.store, series_id);
-    assert!(
-        reason.contains("lists no instance") && reason.contains("check the UIDs"),
-        "{reason}"
-    );
+async fn a_series_the_server_does_not_know_or_counts_empty_fails_with_what_to_check() {
+    for answer in [None, Some(found(0, Some("CT")))] {
+        let h = Harness::new().await;
+        let (series_id, run_id) = h.predict().await;
+        let mut source = MockDicomSource::new();
+        source
+            .expect_find_series()
+            .times(1)
+            .returning(move |_, _| Ok(answer.clone()));
+        // Nothing is retrieved, archived or sent.
+        source.expect_retrieve_series().times(0);
+        let worker = h.worker(source, MockSeriesArchiver::new(), MockMlApp::new());
+        assert!(matches!(
+            worker.run_once().await.unwrap(),
+            Some(JobOutcome::Failed { .. })
+        ));
+        assert_eq!(
+            failed_reason(&h.store, series_id),
+            "the DICOM server http://pacs.test/dicom-web of Hospital A has no instance of study 1.2.3 series 1.2.3.4; check the UIDs and the organization's DICOMweb root"
+        );
+        // Failed at once, not retried.
+        assert_eq!(h.store.series(series_id).run.unwrap().attempts, 1);
+        assert!(h.store.job(run_id).is_none());
+        assert!(h.scratch.created().is_empty());
+    }
 }
 
 #[tokio::test]
-async fn fewer_instances_than_listed_fail_and_are_never_sent() {
+async fn fewer_or_more_instances_than_the_server_counts_fail_and_are_never_sent() {
+    for sent in [4, 6] {
+        let h = Harness::new().await;
+        let (series_id, run_id) = h.predict().await;
+        let mut source = MockDicomSource::new();
+        source
+            .expect_find_series()
+            .returning(|_, _| Ok(Some(found(5, Some("CT")))));
+        source
+            .expect_retrieve_series()
+            .times(1)
+            .returning(move |_, _, archive| feed(archive, listing(sent)));
+        // No expectation: a submission would fail the test.
+        let worker = h.worker(source, archiver(), MockMlApp::new());
+        let outcome = worker.run_once().await.unwrap().unwrap();
+        assert!(matches!(outcome, JobOutcome::Failed { .. }), "{outcome:?}");
+        assert_eq!(
+            failed_reason(&h.store, series_id),
+            format!(
+                "retrieving study 1.2.3 series 1.2.3.4 from the DICOM server http://pacs.test/dicom-web of Hospital A: the server counts 5 instances in the series (QIDO-RS) but sent {sent} (WADO-RS)"
+            )
+        );
+        assert!(h.store.job(run_id).is_none());
+        h.scratch.assert_all_removed();
+    }
+}
+
+#[tokio::test]
+async fn a_series_search_that_does_not_count_accepts_what_the_source_sends() {
     let h = Harness::new().await;
-    let (series_id, _) = h.predict().await;
+    h.predict().await;
     let mut source = MockDicomSource::new();
-    source
-        .expect_list_instances()
-        .returning(|_, _| Ok(listing(5)));
+    source.expect_find_series().returning(|_, _| {
+        Ok(Some(SeriesListing {
+            number_of_instances: None,
+            ..found(0, Some("CT"))
+        }))
+    });
     source
         .expect_retrieve_series()
-        .returning(|_, _, archive| feed(archive, 4));
-    let worker = h.worker(source, archiver(), MockMlApp::new());
-    let outcome = worker.run_once().await.unwrap().unwrap();
-    assert!(matches!(outcome, JobOutcome::Failed { .. }), "{outcome:?}");
-    let error = failed_reason(&h.store, series_id);
-    assert!(
-        error.contains("listed 5 instances") && error.contains("sent 4"),
-        "{error}"
+        .times(1)
+        .returning(|_, _, archive| feed(archive, listing(3)));
+    let mut ml_app = MockMlApp::new();
+    ml_app
+        .expect_submit()
+        .times(1)
+        .withf(|_, _, archive: &Archive| archive.entries == ["CT_1.dcm", "CT_2.dcm", "CT_3.dcm"])
+        .returning(|_, _, _| Ok(()));
+    let worker = h.worker(source, archiver(), ml_app);
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        Some(JobOutcome::Submitted)
     );
     h.scratch.assert_all_removed();
 }
 
 #[tokio::test]
-async fn an_instance_that_was_not_listed_fails_and_is_never_sent() {
+async fn an_instance_sent_twice_fails_and_is_never_sent() {
     let h = Harness::new().await;
     let (series_id, _) = h.predict().await;
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
-        .returning(|_, _| Ok(listing(2)));
+        .expect_find_series()
+        .returning(|_, _| Ok(Some(found(2, Some("CT")))));
     source
         .expect_retrieve_series()
         .returning(|_, _, mut archive| {
-            archive.begin_instance("1.2.3.4.0", None)?;
+            let instances = listing(2);
+            archive.begin_instance(instances[0].clone(), None)?;
             archive.write(b"DICM")?;
-            archive.begin_instance("9.9.9", None)?;
+            archive.begin_instance(instances[0].clone(), None)?;
             Ok(archive.finish()?)
         });
     let worker = h.worker(source, archiver(), MockMlApp::new());
     let outcome = worker.run_once().await.unwrap().unwrap();
     assert!(matches!(outcome, JobOutcome::Failed { .. }), "{outcome:?}");
     let error = failed_reason(&h.store, series_id);
-    assert!(
-        error.contains("9.9.9") && error.contains("not among the 2 listed"),
-        "{error}"
-    );
+    assert!(error.ends_with("sent instance 1.2.3.4.0 twice"), "{error}");
     h.scratch.assert_all_removed();
+}
+
+#[tokio::test]
+async fn the_modality_sent_is_the_series_search_s_else_the_instances_one() {
+    for (searched, instances, sent) in [
+        // The series search wins.
+        (Some("CT"), [Some("MR"), Some("MR"), Some("MR")], "CT"),
+        // Without it (or blank), the one most instances name.
+        (None, [Some("MR"), Some("SR"), Some("MR")], "MR"),
+        (Some(" "), [None, Some("PT"), Some("PT")], "PT"),
+    ] {
+        let h = Harness::new().await;
+        let (series_id, _) = h.predict().await;
+        let mut source = MockDicomSource::new();
+        source
+            .expect_find_series()
+            .returning(move |_, _| Ok(Some(found(3, searched))));
+        source
+            .expect_retrieve_series()
+            .returning(move |_, _, archive| {
+                let mut listed = listing(3);
+                for (instance, modality) in listed.iter_mut().zip(instances) {
+                    instance.modality = modality.map(str::to_string);
+                }
+                feed(archive, listed)
+            });
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let mut ml_app = MockMlApp::new();
+        let requests = received.clone();
+        ml_app
+            .expect_submit()
+            .times(1)
+            .returning(move |_, request: &PredictionRequest, _| {
+                requests.lock().unwrap().push(request.modality.clone());
+                Ok(())
+            });
+        let worker = h.worker(source, archiver(), ml_app);
+        assert_eq!(
+            worker.run_once().await.unwrap(),
+            Some(JobOutcome::Submitted),
+            "{searched:?} {instances:?}"
+        );
+        assert_eq!(*received.lock().unwrap(), [sent]);
+        assert_eq!(h.store.series(series_id).state, PredictionState::InProgress);
+    }
 }
 
 #[tokio::test]
 async fn a_series_without_modality_fails_with_the_reason() {
     let h = Harness::new().await;
-    let (series_id, _) = h.predict().await;
-    let worker = h.worker(
-        source_of(2, None),
-        MockSeriesArchiver::new(),
-        MockMlApp::new(),
-    );
+    let (series_id, run_id) = h.predict().await;
+    // Neither the series search nor any instance names one; no expectation on the ML app.
+    let worker = h.worker(source_of(2, None), archiver(), MockMlApp::new());
     assert!(matches!(
         worker.run_once().await.unwrap(),
         Some(JobOutcome::Failed { .. })
     ));
-    assert!(failed_reason(&h.store, series_id).contains("Modality (0008,0060)"));
+    assert_eq!(
+        failed_reason(&h.store, series_id),
+        "neither the series search nor any instance of study 1.2.3 series 1.2.3.4 names its Modality (0008,0060); the ML app needs it"
+    );
+    assert!(h.store.job(run_id).is_none());
+    assert_eq!(h.scratch.created().len(), 1);
     h.scratch.assert_all_removed();
 }
 
@@ -540,8 +638,8 @@ async fn an_archive_failure_is_retried_and_leaves_nothing_behind() {
     });
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
-        .returning(|_, _| Ok(listing(3)));
+        .expect_find_series()
+        .returning(|_, _| Ok(Some(found(3, Some("CT")))));
     let worker = h.worker(source, archiver, MockMlApp::new());
     let outcome = worker.run_once().await.unwrap().unwrap();
     assert!(
@@ -632,8 +730,8 @@ async fn no_scratch_space_is_a_transient_failure() {
     let (series_id, _) = h.predict().await;
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
-        .returning(|_, _| Ok(listing(1)));
+        .expect_find_series()
+        .returning(|_, _| Ok(Some(found(1, Some("CT")))));
     let mut ports = h.ports(source, MockSeriesArchiver::new(), MockMlApp::new());
     ports.scratch = Arc::new(FullDisk);
     let worker = JobWorker::new("w", ports, ml_apps(), settings(), Arc::new(Notify::new()));
@@ -797,8 +895,8 @@ async fn a_worker_that_lost_its_lease_does_not_send() {
     let (_, run_id) = h.predict().await;
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
-        .returning(|_, _| Ok(listing(1)));
+        .expect_find_series()
+        .returning(|_, _| Ok(Some(found(1, Some("CT")))));
     let store = h.store.clone();
     let clock = h.clock.clone();
     source
@@ -813,7 +911,7 @@ async fn a_worker_that_lost_its_lease_does_not_send() {
                 clock.now() + chrono::Duration::seconds(60),
                 "worker-2".into(),
             ));
-            feed(archive, 1)
+            feed(archive, listing(1))
         });
     // No expectation: a submission would fail the test.
     let worker = h.worker(source, archiver(), MockMlApp::new());
@@ -926,12 +1024,12 @@ struct EndlessSource(Arc<Mutex<Option<SeriesArchive>>>);
 
 #[async_trait]
 impl DicomSource for EndlessSource {
-    async fn list_instances(
+    async fn find_series(
         &self,
         _: &DicomServer,
         _: &SeriesKey,
-    ) -> Result<Vec<InstanceListing>, FetchError> {
-        Ok(listing(1))
+    ) -> Result<Option<SeriesListing>, FetchError> {
+        Ok(Some(found(1, Some("CT"))))
     }
     async fn retrieve_series(
         &self,
@@ -939,7 +1037,7 @@ impl DicomSource for EndlessSource {
         _: &SeriesKey,
         mut archive: SeriesArchive,
     ) -> Result<Archive, FetchError> {
-        archive.begin_instance("1.2.3.4.0", None)?;
+        archive.begin_instance(listing(1)[0].clone(), None)?;
         archive.write(b"DI")?;
         *self.0.lock().unwrap() = Some(archive);
         std::future::pending().await
@@ -993,36 +1091,13 @@ async fn a_long_retrieval_keeps_its_lease_and_a_shutdown_gives_the_job_back() {
     h.scratch.assert_all_removed();
 }
 
-#[test]
-fn the_modality_is_the_one_most_instances_name() {
-    let instance = |m: Option<&str>| InstanceListing {
-        sop_instance_uid: "1".into(),
-        modality: m.map(str::to_string),
-        instance_number: None,
-    };
-    assert_eq!(
-        modality_of(&[
-            instance(Some("CT")),
-            instance(Some("SEG")),
-            instance(Some("CT")),
-            instance(None)
-        ]),
-        Some("CT".into())
-    );
-    assert_eq!(
-        modality_of(&[instance(Some("MR")), instance(Some("CT"))]),
-        Some("CT".into())
-    );
-    assert_eq!(modality_of(&[instance(None), instance(Some(" "))]), None);
-}
-
 #[tokio::test]
 async fn retries_stop_at_the_end_of_the_window_whatever_the_count() {
     let h = Harness::new().await;
     let (series_id, _) = h.predict().await;
     let mut source = MockDicomSource::new();
     source
-        .expect_list_instances()
+        .expect_find_series()
         .returning(|_, _| Err(FetchError::Transient("connection refused".into())));
     let mut settings = settings();
     settings.retry = RetryPolicy {

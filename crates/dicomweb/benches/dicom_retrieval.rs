@@ -2,13 +2,15 @@
 //! about 0.5 MB each) is uploaded to Orthanc, then retrieved two ways, each in a child
 //! process of its own so that its peak memory (VmHWM) is its own:
 //!
-//! - `qido`: the QIDO-RS listing alone (part of `zip`, before its download);
+//! - `baseline`: the runtime and HTTP client only;
+//! - `search`: the series search alone (`DicomWebSource::find_series`, one QIDO-RS
+//!   request for the series' number of instances; part of `zip`, before its download);
 //! - `plain`: one streamed download of the series' WADO-RS URL to a file (reqwest), the
 //!   floor for any retrieval;
-//! - `zip`: the QIDO-RS listing, then `DicomWebSource::retrieve_series` straight into a
-//!   `ZipArchiver` archive (multipart parsing, each part identified by its header and
-//!   written into its entry as it arrives, checked against the listing), as the backend
-//!   does.
+//! - `zip`: the series search, then `DicomWebSource::retrieve_series` straight into a
+//!   `ZipArchiver` archive (multipart parsing, each part named from its own header and
+//!   written into its entry as it arrives, the whole checked against the search's count),
+//!   as the backend does.
 //!
 //! ```sh
 //! eval "$(deploy/services.sh env)"   # or any Orthanc with DICOMweb: TEST_ORTHANC_URL
@@ -101,7 +103,7 @@ async fn parent() {
     let exe = std::env::current_exe().unwrap();
     println!("mode   seconds   peak RSS (VmHWM)   bytes");
     let rounds = env_number("BENCH_ROUNDS", 2);
-    let modes = ["baseline", "qido"]
+    let modes = ["baseline", "search"]
         .into_iter()
         .chain((0..rounds).flat_map(|_| ["plain", "zip"]));
     for mode in modes {
@@ -176,7 +178,7 @@ fn child(mode: &str) {
     let (bytes, detail) = runtime.block_on(async {
         match mode {
             "baseline" => (0, "runtime and HTTP client only".to_string()),
-            "qido" => listing(&root, &key).await,
+            "search" => series_search(&root, &key).await,
             "plain" => plain_download(&root, &key, &dir).await,
             "zip" => retrieve_and_zip(&root, &key, &dir).await,
             other => panic!("unknown mode {other}"),
@@ -189,19 +191,20 @@ fn child(mode: &str) {
     );
 }
 
-async fn listing(root: &str, key: &SeriesKey) -> (u64, String) {
+async fn series_search(root: &str, key: &SeriesKey) -> (u64, String) {
     let server = DicomServer {
         root: root.to_string(),
         credentials: DicomCredentials::None,
     };
-    let listed = DicomWebSource::new(DicomWebOptions::default())
+    let found = DicomWebSource::new(DicomWebOptions::default())
         .unwrap()
-        .list_instances(&server, key)
+        .find_series(&server, key)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the series search finds the series");
     (
-        listed.len() as u64,
-        "QIDO-RS listing alone (instances listed)".to_string(),
+        found.number_of_instances.map_or(0, u64::from),
+        "series search alone (instances counted)".to_string(),
     )
 }
 
@@ -240,18 +243,23 @@ async fn retrieve_and_zip(root: &str, key: &SeriesKey, dir: &Path) -> (u64, Stri
     };
     let started = Instant::now();
     let source = DicomWebSource::new(DicomWebOptions::default()).unwrap();
-    let listed = source.list_instances(&server, key).await.unwrap();
-    let listing = started.elapsed().as_secs_f64();
+    let found = source
+        .find_series(&server, key)
+        .await
+        .unwrap()
+        .expect("the series search finds the series");
+    let search = started.elapsed().as_secs_f64();
     let writer = ZipArchiver::new().create(key, dir).await.unwrap();
+    let expected = found.number_of_instances.map(u64::from);
     let archive = source
-        .retrieve_series(&server, key, SeriesArchive::new(&listed, writer))
+        .retrieve_series(&server, key, SeriesArchive::new(expected, writer))
         .await
         .unwrap();
-    let retrieved = started.elapsed().as_secs_f64() - listing;
+    let retrieved = started.elapsed().as_secs_f64() - search;
     (
         archive.size,
         format!(
-            "{} instances; listing {listing:.2} s, retrieval into the ZIP {retrieved:.2} s",
+            "{} instances; series search {search:.2} s, retrieval into the ZIP {retrieved:.2} s",
             archive.entries.len()
         ),
     )

@@ -1,30 +1,28 @@
-//! The DICOMweb [`DicomSource`]: the series' metadata (WADO-RS; QIDO-RS where a server has
-//! no metadata) to list its instances, WADO-RS to retrieve the whole series in one streamed
+//! The DICOMweb [`DicomSource`]: one series search (QIDO-RS) for the series' number of
+//! instances and modality, then WADO-RS to retrieve the whole series in one streamed
 //! request (contract 2.2).
 //!
-//! Listing reads each instance's SOP Instance UID, InstanceNumber and Modality from the
-//! series' metadata (`.../series/{uid}/metadata`, DICOM JSON: Orthanc answers it 2-3 times
-//! faster than the QIDO-RS instance search, which reads every instance for its default
-//! attributes anyway), or, when the server answers that with 404, 405, 406 or 501, from a
-//! QIDO-RS instance search; it parses the answer item by item as it arrives (memory is the
-//! listing, not the answer); for an
-//! instance the answer gives no InstanceNumber or Modality for, the instance's own header
-//! is read instead (a WADO-RS request of that instance, dropped as soon as its first bytes
-//! name them: [`dicom_files::identify_instance`]).
+//! The instances are not listed one by one beforehand: on Orthanc (DICOMweb plugin 1.7)
+//! that listing, whether the series' metadata or a QIDO-RS instance search, reads every
+//! stored instance and costs two to three times the whole download. Each instance's SOP
+//! Instance UID, InstanceNumber and Modality, which name its entry, are read from its own
+//! first bytes instead, and the count from the series search is what the archive checks
+//! it got.
 //!
 //! Retrieval writes each part of the `multipart/related` answer straight into its entry of
 //! the [`SeriesArchive`] as its bytes arrive ([`multipart`] parses the body incrementally):
 //! a part's first bytes are held only until they say which instance it is (its SOP
-//! Instance UID, read from its header in any transfer syntax the `dicom` crate reads), so
-//! memory does not grow with an instance or the series. The archive refuses an instance
-//! that was not listed or comes twice, and finishes only with every listed one. On any
-//! error the archive is dropped, which removes what was written.
+//! Instance UID, Modality and InstanceNumber, read from its header in any transfer syntax
+//! the `dicom` crate reads), so memory does not grow with an instance or the series. The
+//! archive refuses an instance that comes twice, and finishes only with as many as the
+//! series search counts. On any error the archive is dropped, which removes what was
+//! written.
 //!
 //! Error classes ([`FetchError`]): connection refused or reset, timeouts, 408, 429 and 5xx,
 //! and a body without Content-Length that ends before the closing delimiter (the connection
 //! dropped) are `Transient`; 401, 403, 404 and other 4xx, a body that is not
 //! multipart/related or whose declared length ends before the closing delimiter, parts that
-//! are not DICOM or cannot be read, and a series that differs from its listing are `Permanent`;
+//! are not DICOM or cannot be read, and a series that differs from its count are `Permanent`;
 //! an archive that cannot be written is `Transient`. Messages name the server, the study and the series.
 //!
 //! Timeouts ([`DicomWebOptions`]): a connect timeout, and an idle read timeout that applies
@@ -40,17 +38,18 @@
 pub mod multipart;
 mod search;
 
+pub use search::parse_series;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use dicom_files::{
-    InstanceIdentity, MAX_IDENTITY_PREFIX, THROUGH_INSTANCE_NUMBER, THROUGH_SOP_INSTANCE_UID,
-    identify_instance,
+    InstanceIdentity, MAX_IDENTITY_PREFIX, THROUGH_INSTANCE_NUMBER, identify_instance,
 };
 use dicom_series::ports::{
     Archive, DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing,
-    SeriesArchive, SeriesKey,
+    SeriesArchive, SeriesKey, SeriesListing,
 };
 use futures::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -72,9 +71,6 @@ pub const WADO_ACCEPT_DEFAULT_SYNTAX: &str = "multipart/related; type=\"applicat
 /// A part's first bytes are tried as a header once this many have come, then at each
 /// doubling (and at the part's end).
 const FIRST_IDENTITY_TRY: usize = 4 * 1024;
-/// Instances whose header is read at once when the listing lacks their InstanceNumber or
-/// Modality.
-const HEADER_READS_AT_ONCE: usize = 4;
 /// Body chunks in flight between the network and the writer thread.
 const CHANNEL_CHUNKS: usize = 8;
 
@@ -201,113 +197,25 @@ impl DicomWebSource {
             None => written,
         }
     }
-
-    /// Reads the InstanceNumber and Modality of one instance from its header: the first
-    /// bytes of its WADO-RS answer, the rest never read.
-    async fn header_of(
-        &self,
-        server: &DicomServer,
-        series: &SeriesKey,
-        sop_instance_uid: &str,
-    ) -> Result<InstanceIdentity, FetchError> {
-        let ctx = Context::new(server, series);
-        let url = format!(
-            "{}/instances/{sop_instance_uid}",
-            series_url(&server.root, series)
-        );
-        let (mut response, boundary, _) = self.wado(&ctx, server, &url).await?;
-        let malformed = |e: multipart::MultipartError| {
-            FetchError::Permanent(format!(
-                "the WADO-RS answer of {} for instance {sop_instance_uid} is not usable multipart/related: {e}",
-                ctx.describe()
-            ))
-        };
-        let mut parser = MultipartParser::new(&boundary).map_err(malformed)?;
-        let mut events = Vec::new();
-        let mut prefix = PartPrefix::new();
-        loop {
-            let chunk = response
-                .chunk()
-                .await
-                .map_err(|e| ctx.transport_error("WADO-RS", &e))?;
-            let (bytes, end) = match &chunk {
-                Some(bytes) => (&bytes[..], false),
-                None => (&[][..], true),
-            };
-            parser.feed(bytes, &mut events).map_err(malformed)?;
-            for event in events.drain(..) {
-                let identity = match event {
-                    Event::Begin(_) => None,
-                    Event::Data(data) => prefix.push(&data, THROUGH_INSTANCE_NUMBER),
-                    Event::End => Some(prefix.end(THROUGH_INSTANCE_NUMBER)),
-                };
-                if let Some(identity) = identity {
-                    let identity = identity.map_err(|e| ctx.unreadable(&e))?;
-                    if identity.sop_instance_uid != sop_instance_uid {
-                        return Err(FetchError::Permanent(format!(
-                            "{} sent instance {} when asked for instance {sop_instance_uid}",
-                            ctx.describe(),
-                            identity.sop_instance_uid
-                        )));
-                    }
-                    return Ok(identity);
-                }
-            }
-            if end {
-                parser.finish().map_err(malformed)?;
-                return Err(FetchError::Permanent(format!(
-                    "{} sent no part for instance {sop_instance_uid}",
-                    ctx.describe()
-                )));
-            }
-        }
-    }
 }
 
 #[async_trait]
 impl DicomSource for DicomWebSource {
-    async fn list_instances(
+    async fn find_series(
         &self,
         server: &DicomServer,
         series: &SeriesKey,
-    ) -> Result<Vec<InstanceListing>, FetchError> {
-        let ctx = Context::new(server, series);
-        let url = series_url(&server.root, series);
-        // The series' metadata (WADO-RS) first: Orthanc answers it 2-3 times faster than the
-        // QIDO-RS instance search, whose default attributes make it read every instance anyway.
-        // A server without it (404, 405, 406, 501) is asked QIDO-RS.
-        let metadata = self
-            .request(server, &format!("{url}/metadata"), QIDO_ACCEPT)
-            .timeout(self.options.search_timeout)
-            .send()
-            .await
-            .map_err(|e| ctx.transport_error("WADO-RS metadata", &e))?;
-        let (what, response) = if matches!(
-            metadata.status(),
-            StatusCode::NOT_FOUND
-                | StatusCode::METHOD_NOT_ALLOWED
-                | StatusCode::NOT_ACCEPTABLE
-                | StatusCode::NOT_IMPLEMENTED
-        ) {
-            let search = self
-                .request(server, &format!("{url}/instances"), QIDO_ACCEPT)
-                .query(&[("includefield", "00200013"), ("includefield", "00080060")])
-                .timeout(self.options.search_timeout)
-                .send()
-                .await
-                .map_err(|e| ctx.transport_error("QIDO-RS", &e))?;
-            ("QIDO-RS", search)
-        } else {
-            ("WADO-RS metadata", metadata)
-        };
-        let response = ctx.check_status(what, response).await?;
-        if response.status() == StatusCode::NO_CONTENT {
-            return Ok(Vec::new());
-        }
-        let mut listing = self.read_listing(&ctx, what, response).await?;
-        self.complete_from_headers(server, series, &mut listing)
+    ) -> Result<Option<SeriesListing>, FetchError> {
+        let found = self
+            .series_search(
+                server,
+                &series.study_instance_uid,
+                Some(&series.series_instance_uid),
+            )
             .await?;
-        Ok(listing)
+        Ok(found
+            .into_iter()
+            .find(|s| s.series_instance_uid == series.series_instance_uid))
     }
 
     async fn retrieve_series(
@@ -317,72 +225,6 @@ impl DicomSource for DicomWebSource {
         archive: SeriesArchive,
     ) -> Result<Archive, FetchError> {
         self.download_into(server, series, archive).await
-    }
-}
-
-impl DicomWebSource {
-    /// Parses a QIDO-RS instance list as it arrives (on a blocking thread, fed through a
-    /// bounded channel like the retrieval), keeping only each instance's listing: memory is
-    /// the listing, never the answer (15 MB of DICOM JSON for 10,000 instances from Orthanc).
-    async fn read_listing(
-        &self,
-        ctx: &Context,
-        what: &str,
-        response: Response,
-    ) -> Result<Vec<InstanceListing>, FetchError> {
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Feed>(CHANNEL_CHUNKS);
-        let parser = tokio::task::spawn_blocking(move || {
-            read_listing(std::io::BufReader::new(FeedReader::new(receiver)))
-        });
-        let network_error = feed(ctx, what, response, sender).await;
-        let parsed = parser
-            .await
-            .map_err(|e| FetchError::Transient(format!("the listing parser failed: {e}")))?;
-        match (network_error, parsed) {
-            // The parser saw the feed stop without its end.
-            (Some(e), _) => Err(e),
-            (None, Ok(listing)) => Ok(listing),
-            (None, Err(e)) => Err(FetchError::Permanent(format!(
-                "{} answered {what} with a body that is not a DICOM JSON instance list: {e}",
-                ctx.describe()
-            ))),
-        }
-    }
-
-    /// Fills in the InstanceNumber and Modality the listing lacks from the instances' own
-    /// headers (a few instances at a time).
-    async fn complete_from_headers(
-        &self,
-        server: &DicomServer,
-        series: &SeriesKey,
-        listing: &mut [InstanceListing],
-    ) -> Result<(), FetchError> {
-        let lacking: Vec<usize> = (0..listing.len())
-            .filter(|&i| listing[i].instance_number.is_none() || listing[i].modality.is_none())
-            .collect();
-        if lacking.is_empty() {
-            return Ok(());
-        }
-        tracing::debug!(
-            server = %server.root, instances = lacking.len(),
-            "the listing lacks InstanceNumber or Modality: reading those instances' headers"
-        );
-        let headers: Vec<(usize, Result<InstanceIdentity, FetchError>)> =
-            futures::stream::iter(lacking)
-                .map(|i| {
-                    let uid = listing[i].sop_instance_uid.clone();
-                    async move { (i, self.header_of(server, series, &uid).await) }
-                })
-                .buffer_unordered(HEADER_READS_AT_ONCE)
-                .collect()
-                .await;
-        for (i, header) in headers {
-            let header = header?;
-            let item = &mut listing[i];
-            item.instance_number = item.instance_number.or(header.instance_number);
-            item.modality = item.modality.take().or(header.modality);
-        }
-        Ok(())
     }
 }
 
@@ -449,13 +291,6 @@ impl Context {
                 dicom_files::IdentityError::NotPart10(_) => error.to_string(),
                 dicom_files::IdentityError::Unreadable { .. } => format!("unusable: {error}"),
             }
-        ))
-    }
-
-    fn unreadable(&self, error: &dicom_files::IdentityError) -> FetchError {
-        FetchError::Permanent(format!(
-            "{} sent an instance that is {error}",
-            self.describe()
         ))
     }
 
@@ -624,10 +459,10 @@ fn write_parts(
                 Event::Data(data) => match &mut part {
                     Part::Writing => archive.write(&data).map_err(archive_error)?,
                     Part::Identifying(prefix, size) => {
-                        if let Some(identity) = prefix.push(&data, THROUGH_SOP_INSTANCE_UID) {
+                        if let Some(identity) = prefix.push(&data, THROUGH_INSTANCE_NUMBER) {
                             let identity = identity.map_err(|e| ctx.part_unreadable(parts, &e))?;
                             archive
-                                .begin_instance(&identity.sop_instance_uid, *size)
+                                .begin_instance(naming(identity), *size)
                                 .map_err(archive_error)?;
                             archive.write(&prefix.bytes).map_err(archive_error)?;
                             part = Part::Writing;
@@ -640,10 +475,10 @@ fn write_parts(
                         std::mem::replace(&mut part, Part::None)
                     {
                         let identity = prefix
-                            .end(THROUGH_SOP_INSTANCE_UID)
+                            .end(THROUGH_INSTANCE_NUMBER)
                             .map_err(|e| ctx.part_unreadable(parts, &e))?;
                         archive
-                            .begin_instance(&identity.sop_instance_uid, size)
+                            .begin_instance(naming(identity), size)
                             .map_err(archive_error)?;
                         archive.write(&prefix.bytes).map_err(archive_error)?;
                     }
@@ -670,104 +505,12 @@ fn write_parts(
     archive.finish().map_err(archive_error)
 }
 
-/// One item of a QIDO-RS answer: only the attributes used are kept (serde skips the others
-/// without building them).
-#[derive(serde::Deserialize)]
-struct QidoItem {
-    #[serde(rename = "00080018")]
-    sop_instance_uid: Option<QidoAttribute>,
-    #[serde(rename = "00200013")]
-    instance_number: Option<QidoAttribute>,
-    #[serde(rename = "00080060")]
-    modality: Option<QidoAttribute>,
-}
-
-#[derive(serde::Deserialize)]
-struct QidoAttribute {
-    #[serde(rename = "Value", default)]
-    value: Vec<serde_json::Value>,
-}
-
-/// Parses a QIDO-RS answer (DICOM JSON model, PS3.18 F.2): SOP Instance UID (00080018),
-/// Instance Number (00200013, a number or a numeric string) and Modality (00080060).
-pub fn parse_listing(body: &[u8]) -> Result<Vec<InstanceListing>, String> {
-    read_listing(body)
-}
-
-/// [`parse_listing`] from a reader, item by item: memory is the listing, not the answer. An
-/// answer of nothing but white space is an empty listing.
-pub fn read_listing(mut reader: impl std::io::BufRead) -> Result<Vec<InstanceListing>, String> {
-    loop {
-        let buffer = reader.fill_buf().map_err(|e| e.to_string())?;
-        if buffer.is_empty() {
-            return Ok(Vec::new());
-        }
-        let blanks = buffer
-            .iter()
-            .take_while(|b| b.is_ascii_whitespace())
-            .count();
-        let more = blanks == buffer.len();
-        reader.consume(blanks);
-        if !more {
-            break;
-        }
-    }
-    let mut deserializer = serde_json::Deserializer::from_reader(reader);
-    let Listing(listing) = serde::Deserialize::deserialize(&mut deserializer)
-        .and_then(|listing| deserializer.end().map(|()| listing))
-        .map_err(|e| e.to_string())?;
-    Ok(listing)
-}
-
-/// A QIDO-RS instance list, each item reduced to its [`InstanceListing`] as it is read.
-struct Listing(Vec<InstanceListing>);
-
-impl<'de> serde::Deserialize<'de> for Listing {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Items;
-        impl<'de> serde::de::Visitor<'de> for Items {
-            type Value = Listing;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of DICOM JSON instances")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut items: A,
-            ) -> Result<Listing, A::Error> {
-                let mut listing = Vec::with_capacity(items.size_hint().unwrap_or(0));
-                while let Some(item) = items.next_element::<QidoItem>()? {
-                    let index = listing.len();
-                    listing.push(item.into_listing(index).map_err(serde::de::Error::custom)?);
-                }
-                Ok(Listing(listing))
-            }
-        }
-        deserializer.deserialize_seq(Items)
-    }
-}
-
-impl QidoItem {
-    /// The item at `index` of the answer as a listing.
-    fn into_listing(self, index: usize) -> Result<InstanceListing, String> {
-        let first =
-            |attribute: Option<QidoAttribute>| attribute.and_then(|a| a.value.into_iter().next());
-        let sop_instance_uid = first(self.sop_instance_uid)
-            .and_then(|v| v.as_str().map(|s| s.trim().to_string()))
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("item {index} has no SOP Instance UID (00080018)"))?;
-        let instance_number = first(self.instance_number).and_then(|v| match v {
-            serde_json::Value::Number(n) => n.as_i64(),
-            serde_json::Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        });
-        let modality = first(self.modality)
-            .and_then(|v| v.as_str().map(|s| s.trim().to_string()))
-            .filter(|s| !s.is_empty());
-        Ok(InstanceListing {
-            sop_instance_uid,
-            instance_number,
-            modality,
-        })
+/// What names an instance's entry, from its header.
+fn naming(identity: InstanceIdentity) -> InstanceListing {
+    InstanceListing {
+        sop_instance_uid: identity.sop_instance_uid,
+        instance_number: identity.instance_number,
+        modality: identity.modality,
     }
 }
 
@@ -796,98 +539,9 @@ async fn feed(
     None
 }
 
-/// A blocking [`std::io::Read`] over the chunks a network task feeds: ends at
-/// [`Feed::End`]; a feed that stops without it is an error (the answer was cut).
-struct FeedReader {
-    receiver: tokio::sync::mpsc::Receiver<Feed>,
-    chunk: Bytes,
-    ended: bool,
-}
-
-impl FeedReader {
-    fn new(receiver: tokio::sync::mpsc::Receiver<Feed>) -> Self {
-        Self {
-            receiver,
-            chunk: Bytes::new(),
-            ended: false,
-        }
-    }
-}
-
-impl std::io::Read for FeedReader {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() && !self.ended {
-            match self.receiver.blocking_recv() {
-                Some(Feed::Chunk(chunk)) => self.chunk = chunk,
-                Some(Feed::End) => self.ended = true,
-                None => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the answer stopped before its end",
-                    ));
-                }
-            }
-        }
-        let n = buffer.len().min(self.chunk.len());
-        buffer[..n].copy_from_slice(&self.chunk[..n]);
-        bytes::Buf::advance(&mut self.chunk, n);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listings_from_dicom_json() {
-        let body = br#"[
-            {"00080018": {"vr": "UI", "Value": ["1.2.3.1"]}, "00200013": {"vr": "IS", "Value": [7]}},
-            {"00080018": {"vr": "UI", "Value": ["1.2.3.2"]}, "00200013": {"vr": "IS", "Value": [" 8 "]}},
-            {"00080018": {"vr": "UI", "Value": ["1.2.3.3"]}, "00200013": {"vr": "IS"}},
-            {"00080018": {"vr": "UI", "Value": ["1.2.3.4"]}}
-        ]"#;
-        let listing = parse_listing(body).unwrap();
-        let numbers: Vec<_> = listing.iter().map(|l| l.instance_number).collect();
-        assert_eq!(numbers, vec![Some(7), Some(8), None, None]);
-        assert_eq!(listing[3].sop_instance_uid, "1.2.3.4");
-        assert!(parse_listing(b"").unwrap().is_empty());
-        assert!(parse_listing(b"[]").unwrap().is_empty());
-        assert!(parse_listing(b"{}").is_err());
-        assert!(parse_listing(br#"[{"00200013": {"vr": "IS", "Value": [1]}}]"#).is_err());
-    }
-
-    #[test]
-    fn a_listing_is_read_as_it_arrives_and_a_cut_answer_is_an_error() {
-        let item = |i: usize| {
-            format!(
-                r#"{{"00080018": {{"vr": "UI", "Value": ["1.2.{i}"]}}, "00200013": {{"vr": "IS", "Value": [{i}]}}, "00081190": {{"vr": "UR", "Value": ["http://h/{i}"]}}}}"#
-            )
-        };
-        let body = format!("  [{}]\n", (0..500).map(item).collect::<Vec<_>>().join(","));
-        // Fed in 7-byte chunks, as a network might.
-        let feed = |body: &str, end: bool| {
-            let (sender, receiver) = tokio::sync::mpsc::channel::<Feed>(body.len() + 1);
-            for chunk in body.as_bytes().chunks(7) {
-                sender
-                    .try_send(Feed::Chunk(Bytes::copy_from_slice(chunk)))
-                    .unwrap();
-            }
-            if end {
-                sender.try_send(Feed::End).unwrap();
-            }
-            std::io::BufReader::new(FeedReader::new(receiver))
-        };
-        let listing = read_listing(feed(&body, true)).unwrap();
-        assert_eq!(listing.len(), 500);
-        assert_eq!(listing[499].sop_instance_uid, "1.2.499");
-        assert_eq!(listing[499].instance_number, Some(499));
-        assert!(read_listing(feed(" \n ", true)).unwrap().is_empty());
-        let cut = read_listing(feed(&body[..body.len() / 2], false)).unwrap_err();
-        assert!(cut.contains("stopped before its end"), "{cut}");
-        let trailing = read_listing(feed("[] []", true)).unwrap_err();
-        assert!(trailing.contains("trailing"), "{trailing}");
-    }
 
     #[test]
     fn series_urls_tolerate_a_trailing_slash() {

@@ -1,4 +1,5 @@
-//! [`DicomSearch`] over QIDO-RS: a patient's studies, a study's series.
+//! [`DicomSearch`] over QIDO-RS: a patient's studies, a study's series (also one series,
+//! for [`crate::DicomWebSource::find_series`]).
 
 use std::collections::HashMap;
 
@@ -26,10 +27,11 @@ impl DicomSearch for DicomWebSource {
         let url = format!("{}/studies", server.root.trim_end_matches('/'));
         let mut query = vec![("PatientID", patient_id)];
         query.extend(STUDY_FIELDS.iter().map(|f| ("includefield", *f)));
-        let items = self
+        let body = self
             .search(server, &url, &query, "the study search")
             .await?;
-        items
+        items_of(&body)
+            .map_err(|detail| malformed(server, detail))?
             .iter()
             .enumerate()
             .map(|(index, item)| {
@@ -55,45 +57,43 @@ impl DicomSearch for DicomWebSource {
         server: &DicomServer,
         study_instance_uid: &str,
     ) -> Result<Vec<SeriesListing>, FetchError> {
-        let url = format!(
-            "{}/studies/{study_instance_uid}/series",
-            server.root.trim_end_matches('/')
-        );
-        let query: Vec<(&str, &str)> = SERIES_FIELDS.iter().map(|f| ("includefield", *f)).collect();
-        let items = self
-            .search(server, &url, &query, "the series search")
-            .await?;
-        let listed: Vec<SeriesListing> = items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| {
-                Ok(SeriesListing {
-                    series_instance_uid: text(item, "0020000E").ok_or_else(|| {
-                        malformed(server, format!("series {index} has no Series Instance UID"))
-                    })?,
-                    modality: text(item, "00080060"),
-                    series_number: text(item, "00200011").and_then(|n| n.parse().ok()),
-                    series_description: text(item, "0008103E"),
-                    number_of_instances: count(item, "00201209"),
-                    body_part: text(item, "00180015"),
-                    series_date: text(item, "00080021"),
-                })
-            })
-            .collect::<Result<_, FetchError>>()?;
-        Ok(listed)
+        self.series_search(server, study_instance_uid, None).await
     }
 }
 
 impl DicomWebSource {
-    /// A QIDO-RS search: its items, none when the server answers 204 or 404 (nothing
-    /// matches).
+    /// The series of a study (QIDO-RS `studies/{study}/series`), only `series_instance_uid`
+    /// when given.
+    pub(crate) async fn series_search(
+        &self,
+        server: &DicomServer,
+        study_instance_uid: &str,
+        series_instance_uid: Option<&str>,
+    ) -> Result<Vec<SeriesListing>, FetchError> {
+        let url = format!(
+            "{}/studies/{study_instance_uid}/series",
+            server.root.trim_end_matches('/')
+        );
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(uid) = series_instance_uid {
+            query.push(("SeriesInstanceUID", uid));
+        }
+        query.extend(SERIES_FIELDS.iter().map(|f| ("includefield", *f)));
+        let body = self
+            .search(server, &url, &query, "the series search")
+            .await?;
+        parse_series(&body).map_err(|detail| malformed(server, detail))
+    }
+
+    /// A QIDO-RS search: its answer's body, empty when the server answers 204 or 404
+    /// (nothing matches).
     async fn search(
         &self,
         server: &DicomServer,
         url: &str,
         query: &[(&str, &str)],
         what: &str,
-    ) -> Result<Vec<HashMap<String, Value>>, FetchError> {
+    ) -> Result<bytes::Bytes, FetchError> {
         let at = format!("the DICOM server at {}", server.root.trim_end_matches('/'));
         let response = self
             .request(server, url, QIDO_ACCEPT)
@@ -113,7 +113,7 @@ impl DicomWebSource {
             })?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
+            return Ok(bytes::Bytes::new());
         }
         if !status.is_success() {
             let answer = answer_excerpt(response).await;
@@ -131,18 +131,39 @@ impl DicomWebSource {
                 },
             );
         }
-        let body = response.bytes().await.map_err(|e| {
+        response.bytes().await.map_err(|e| {
             FetchError::Transient(format!("{what} on {at} failed: {}", error_chain(&e)))
-        })?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Vec::new());
-        }
-        serde_json::from_slice(&body).map_err(|e| {
-            FetchError::Permanent(format!(
-                "{at} answered {what} with a body that is not a DICOM JSON list: {e}"
-            ))
         })
     }
+}
+
+/// The items of a QIDO-RS answer (DICOM JSON, PS3.18 F.2); an answer of nothing but white
+/// space has none.
+fn items_of(body: &[u8]) -> Result<Vec<HashMap<String, Value>>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("a body that is not a DICOM JSON list: {e}"))
+}
+
+/// Parses the answer of a QIDO-RS series search.
+pub fn parse_series(body: &[u8]) -> Result<Vec<SeriesListing>, String> {
+    items_of(body)?
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            Ok(SeriesListing {
+                series_instance_uid: text(item, "0020000E")
+                    .ok_or_else(|| format!("series {index} has no Series Instance UID"))?,
+                modality: text(item, "00080060"),
+                series_number: text(item, "00200011").and_then(|n| n.parse().ok()),
+                series_description: text(item, "0008103E"),
+                number_of_instances: count(item, "00201209"),
+                body_part: text(item, "00180015"),
+                series_date: text(item, "00080021"),
+            })
+        })
+        .collect()
 }
 
 fn malformed(server: &DicomServer, detail: String) -> FetchError {

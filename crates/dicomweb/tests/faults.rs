@@ -9,7 +9,7 @@ use std::time::Duration;
 use dicom_files::synthetic::SyntheticSeries;
 use dicom_series::ports::{
     Archive, DicomCredentials, DicomServer, DicomSource, FetchError, SeriesArchive, SeriesArchiver,
-    SeriesKey,
+    SeriesKey, SeriesListing,
 };
 use dicomweb::{DicomWebOptions, DicomWebSource};
 use secrecy::SecretString;
@@ -109,23 +109,29 @@ fn key(series: &SyntheticSeries) -> SeriesKey {
     }
 }
 
-/// A listing request: the series' metadata, or (on servers without it) a QIDO-RS search.
-fn is_listing(path: &str) -> bool {
-    path.ends_with("/metadata") || path.contains("/instances?")
+/// The series search (QIDO-RS `studies/{study}/series?SeriesInstanceUID=...`).
+fn is_series_search(path: &str) -> bool {
+    path.contains("/series?")
 }
 
-/// The answer listing the first `count` instances (DICOM JSON: the metadata and the QIDO-RS
-/// search give the same attributes the same way).
-fn listing(series: &SyntheticSeries, count: usize) -> Reply {
-    let items: Vec<_> = (0..count)
-        .map(|i| {
-            serde_json::json!({
-                "00080018": {"vr": "UI", "Value": [series.sop_instance_uid(i)]},
-                "00200013": {"vr": "IS", "Value": [i + 1]},
-                "00080060": {"vr": "CS", "Value": ["CT"]},
-            })
-        })
-        .collect();
+/// The path of the series search `find_series` sends.
+fn series_search_path(series: &SyntheticSeries) -> String {
+    format!(
+        "/dicom-web/studies/{}/series?SeriesInstanceUID={}&includefield=0008103E&includefield=00201209&includefield=00180015&includefield=00080021",
+        series.study_instance_uid, series.series_instance_uid
+    )
+}
+
+/// The path of the series' WADO-RS retrieval.
+fn wado_path(series: &SyntheticSeries) -> String {
+    format!(
+        "/dicom-web/studies/{}/series/{}",
+        series.study_instance_uid, series.series_instance_uid
+    )
+}
+
+/// A DICOM JSON answer (200, application/dicom+json).
+fn dicom_json(items: serde_json::Value) -> Reply {
     let body = serde_json::to_vec(&items).unwrap();
     Reply {
         head: format!(
@@ -135,6 +141,15 @@ fn listing(series: &SyntheticSeries, count: usize) -> Reply {
         body,
         stall: None,
     }
+}
+
+/// The series search's answer: the series, counting `count` instances.
+fn series_search(series: &SyntheticSeries, count: usize) -> Reply {
+    dicom_json(serde_json::json!([{
+        "0020000E": {"vr": "UI", "Value": [series.series_instance_uid]},
+        "00080060": {"vr": "CS", "Value": ["CT"]},
+        "00201209": {"vr": "IS", "Value": [count]},
+    }]))
 }
 
 /// A multipart body of the given part contents, with or without the closing delimiter.
@@ -208,10 +223,12 @@ fn assert_empty(dir: &Path) {
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
-/// Retrieves the series, as listed, into a ZIP in `dir`.
-async fn retrieve_into(
-    root: &str,
+/// Retrieves the series from `server` into a ZIP in `dir`, the archive expecting
+/// `expected` instances (what the series search would count).
+async fn retrieve_from(
+    server: &DicomServer,
     series: &SyntheticSeries,
+    expected: Option<u64>,
     dir: &Path,
 ) -> Result<Archive, FetchError> {
     let writer = series_zip::ZipArchiver::new()
@@ -219,12 +236,17 @@ async fn retrieve_into(
         .await
         .unwrap();
     source()
-        .retrieve_series(
-            &server(root),
-            &key(series),
-            SeriesArchive::new(&series.listing(), writer),
-        )
+        .retrieve_series(server, &key(series), SeriesArchive::new(expected, writer))
         .await
+}
+
+/// Retrieves the series into a ZIP in `dir`, the archive expecting all its instances.
+async fn retrieve_into(
+    root: &str,
+    series: &SyntheticSeries,
+    dir: &Path,
+) -> Result<Archive, FetchError> {
+    retrieve_from(&server(root), series, Some(series.len() as u64), dir).await
 }
 
 /// Every entry of the archive: (name, bytes).
@@ -241,14 +263,32 @@ fn entries(archive: &Archive) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Retrieves the series from a server answering with `reply`, the archive expecting
+/// `expected` instances; checks that the retrieval made no request but the series' WADO-RS.
+async fn retrieve_expecting(
+    reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    series: &SyntheticSeries,
+    expected: Option<u64>,
+) -> (Result<Archive, FetchError>, tempfile::TempDir) {
+    let (root, seen) = serve(reply).await;
+    let dir = tempfile::tempdir().unwrap();
+    let result = retrieve_from(&server(&root), series, expected, dir.path()).await;
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(paths, [wado_path(series)], "only the WADO-RS request");
+    (result, dir)
+}
+
+/// [`retrieve_expecting`] all the series' instances.
 async fn retrieve_with(
     reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     series: &SyntheticSeries,
 ) -> (Result<Archive, FetchError>, tempfile::TempDir) {
-    let (root, _) = serve(reply).await;
-    let dir = tempfile::tempdir().unwrap();
-    let result = retrieve_into(&root, series, dir.path()).await;
-    (result, dir)
+    retrieve_expecting(reply, series, Some(series.len() as u64)).await
 }
 
 #[tokio::test]
@@ -257,20 +297,10 @@ async fn a_well_formed_answer_is_retrieved() {
     let parts = instances(&s);
     let body = multipart(&parts, true);
     let len = body.len();
-    let listed = s.clone();
-    let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                wado(body.clone(), len)
-            }
-        },
-        &s,
-    )
-    .await;
+    let (result, dir) = retrieve_with(move |_| wado(body.clone(), len), &s).await;
     let archive = result.unwrap();
     assert_eq!(archive.path.parent(), Some(dir.path()));
+    assert_eq!(archive.modality.as_deref(), Some("CT"));
     let entries = entries(&archive);
     assert_eq!(entries.len(), 3);
     for (i, part) in parts.iter().enumerate() {
@@ -286,18 +316,7 @@ async fn a_connection_closed_mid_body_is_an_error_and_leaves_no_file() {
     // Announce the whole body, send the first part and half of the second, then close.
     let cut = body.len() / 2;
     let len = body.len();
-    let listed = s.clone();
-    let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                wado(body[..cut].to_vec(), len)
-            }
-        },
-        &s,
-    )
-    .await;
+    let (result, dir) = retrieve_with(move |_| wado(body[..cut].to_vec(), len), &s).await;
     match result {
         Err(FetchError::Transient(message)) => {
             assert!(message.contains("failed in transit"), "{message}")
@@ -312,18 +331,7 @@ async fn a_complete_answer_without_closing_delimiter_is_permanent() {
     let s = series();
     let body = multipart(&instances(&s), false);
     let len = body.len();
-    let listed = s.clone();
-    let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                wado(body.clone(), len)
-            }
-        },
-        &s,
-    )
-    .await;
+    let (result, dir) = retrieve_with(move |_| wado(body.clone(), len), &s).await;
     match result {
         Err(FetchError::Permanent(message)) => {
             assert!(message.contains("truncated"), "{message}")
@@ -340,18 +348,7 @@ async fn a_part_that_is_not_dicom_is_permanent() {
     parts[1] = b"<html><body>Internal proxy error</body></html>".repeat(5);
     let body = multipart(&parts, true);
     let len = body.len();
-    let listed = s.clone();
-    let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                wado(body.clone(), len)
-            }
-        },
-        &s,
-    )
-    .await;
+    let (result, dir) = retrieve_with(move |_| wado(body.clone(), len), &s).await;
     match result {
         Err(FetchError::Permanent(message)) => {
             assert!(message.contains("part 2"), "{message}");
@@ -363,30 +360,76 @@ async fn a_part_that_is_not_dicom_is_permanent() {
 }
 
 #[tokio::test]
-async fn fewer_instances_than_listed_is_permanent() {
+async fn fewer_instances_than_the_series_search_counts_is_permanent() {
     let s = series();
     let body = multipart(&instances(&s)[..2], true);
     let len = body.len();
-    let listed = s.clone();
-    let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                wado(body.clone(), len)
-            }
-        },
-        &s,
-    )
-    .await;
+    // The archive expects the 3 instances the series search counts; the server sends 2.
+    let (result, dir) = retrieve_with(move |_| wado(body.clone(), len), &s).await;
     match result {
         Err(FetchError::Permanent(message)) => {
-            assert!(message.contains("listed 3 instances"), "{message}");
+            assert!(
+                message.contains("the server counts 3 instances in the series"),
+                "{message}"
+            );
             assert!(message.contains("sent 2"), "{message}");
+            assert!(message.contains(&s.series_instance_uid), "{message}");
         }
         other => panic!("expected a permanent error, got {other:?}"),
     }
     assert_empty(dir.path());
+}
+
+#[tokio::test]
+async fn more_instances_than_counted_or_one_sent_twice_is_permanent() {
+    let s = series();
+    let parts = instances(&s);
+    // All 3 sent, 2 counted.
+    let body = multipart(&parts, true);
+    let len = body.len();
+    let (result, dir) = retrieve_expecting(move |_| wado(body.clone(), len), &s, Some(2)).await;
+    match result {
+        Err(FetchError::Permanent(message)) => {
+            assert!(
+                message.contains("the server counts 2 instances in the series"),
+                "{message}"
+            );
+            assert!(message.contains("sent 3"), "{message}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_empty(dir.path());
+
+    // As many sent as counted, but the second one twice.
+    let twice = vec![parts[0].clone(), parts[1].clone(), parts[1].clone()];
+    let body = multipart(&twice, true);
+    let len = body.len();
+    let (result, dir) = retrieve_with(move |_| wado(body.clone(), len), &s).await;
+    match result {
+        Err(FetchError::Permanent(message)) => {
+            assert!(
+                message.contains(&format!("sent instance {} twice", s.sop_instance_uid(1))),
+                "{message}"
+            );
+            assert!(message.contains(&s.series_instance_uid), "{message}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_empty(dir.path());
+}
+
+#[tokio::test]
+async fn without_a_count_what_the_server_sends_is_the_series() {
+    let s = series();
+    let parts = instances(&s);
+    let body = multipart(&parts[..2], true);
+    let len = body.len();
+    let (result, _dir) = retrieve_expecting(move |_| wado(body.clone(), len), &s, None).await;
+    let archive = result.unwrap();
+    assert_eq!(archive.entries, ["CT_1.dcm", "CT_2.dcm"]);
+    let entries = entries(&archive);
+    assert_eq!(entries[0].1, parts[0]);
+    assert_eq!(entries[1].1, parts[1]);
 }
 
 #[tokio::test]
@@ -400,19 +443,9 @@ async fn error_statuses_are_classified() {
         ("500 Internal Server Error", true, "500"),
     ];
     for (line, transient, expected) in cases {
-        let listed = s.clone();
         let line_owned = line.to_string();
-        let (result, dir) = retrieve_with(
-            move |req| {
-                if is_listing(&req.path) {
-                    listing(&listed, 3)
-                } else {
-                    status(&line_owned, "no such series here")
-                }
-            },
-            &s,
-        )
-        .await;
+        let (result, dir) =
+            retrieve_with(move |_| status(&line_owned, "no such series here"), &s).await;
         let message = match (result, transient) {
             (Err(FetchError::Transient(m)), true) | (Err(FetchError::Permanent(m)), false) => m,
             (other, _) => panic!("{line}: unexpected {other:?}"),
@@ -430,19 +463,11 @@ async fn error_statuses_are_classified() {
 #[tokio::test]
 async fn an_answer_that_is_not_multipart_is_permanent() {
     let s = series();
-    let listed = s.clone();
     let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                Reply {
-                    head: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2"
-                        .into(),
-                    body: b"{}".to_vec(),
-                    stall: None,
-                }
-            }
+        move |_| Reply {
+            head: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2".into(),
+            body: b"{}".to_vec(),
+            stall: None,
         },
         &s,
     )
@@ -462,16 +487,11 @@ async fn a_stalled_body_times_out_as_transient() {
     let body = multipart(&instances(&s), true);
     let half = body[..body.len() / 2].to_vec();
     let len = body.len();
-    let listed = s.clone();
     let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                let mut reply = wado(half.clone(), len);
-                reply.stall = Some(Duration::from_secs(5));
-                reply
-            }
+        move |_| {
+            let mut reply = wado(half.clone(), len);
+            reply.stall = Some(Duration::from_secs(5));
+            reply
         },
         &s,
     )
@@ -490,22 +510,20 @@ async fn nothing_listening_is_transient() {
     drop(listener);
     let root = format!("http://127.0.0.1:{port}/dicom-web");
     let s = series();
-    let dir = tempfile::tempdir().unwrap();
-    for result in [
-        source()
-            .list_instances(&server(&root), &key(&s))
-            .await
-            .map(|l| l.len()),
-        retrieve_into(&root, &s, dir.path())
-            .await
-            .map(|a| a.entries.len()),
-    ] {
-        match result {
-            Err(FetchError::Transient(message)) => {
-                assert!(message.contains("cannot connect"), "{message}")
-            }
-            other => panic!("expected a transient error, got {other:?}"),
+    match source().find_series(&server(&root), &key(&s)).await {
+        Err(FetchError::Transient(message)) => {
+            assert!(message.contains("the series search"), "{message}");
+            assert!(message.contains(&root), "{message}");
+            assert!(message.contains("Connection refused"), "{message}");
         }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    match retrieve_into(&root, &s, dir.path()).await {
+        Err(FetchError::Transient(message)) => {
+            assert!(message.contains("cannot connect"), "{message}")
+        }
+        other => panic!("expected a transient error, got {other:?}"),
     }
     assert_empty(dir.path());
 }
@@ -513,8 +531,17 @@ async fn nothing_listening_is_transient() {
 #[tokio::test]
 async fn credentials_are_sent_and_gzip_is_not_asked_for() {
     let s = series();
-    let listed = s.clone();
-    let (root, seen) = serve(move |_| listing(&listed, 3)).await;
+    let found = s.clone();
+    let body = multipart(&instances(&s), true);
+    let len = body.len();
+    let (root, seen) = serve(move |req| {
+        if is_series_search(&req.path) {
+            series_search(&found, 3)
+        } else {
+            wado(body.clone(), len)
+        }
+    })
+    .await;
     let basic = DicomServer {
         root: root.clone(),
         credentials: DicomCredentials::Basic {
@@ -528,40 +555,140 @@ async fn credentials_are_sent_and_gzip_is_not_asked_for() {
             token: SecretString::from("tok-123"),
         },
     };
-    assert_eq!(
-        source()
-            .list_instances(&basic, &key(&s))
+    for server in [&basic, &bearer] {
+        let listed = source().find_series(server, &key(&s)).await.unwrap();
+        assert_eq!(listed.unwrap().number_of_instances, Some(3));
+        let dir = tempfile::tempdir().unwrap();
+        let archive = retrieve_from(server, &s, Some(3), dir.path())
             .await
-            .unwrap()
-            .len(),
-        3
-    );
-    assert_eq!(
-        source()
-            .list_instances(&bearer, &key(&s))
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+            .unwrap();
+        assert_eq!(archive.entries.len(), 3);
+    }
     let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "one search and one retrieval each: {seen:?}");
     // base64("pacs:s3cret")
-    assert_eq!(
-        seen[0].header("authorization"),
-        Some("Basic cGFjczpzM2NyZXQ=")
-    );
-    assert_eq!(seen[1].header("authorization"), Some("Bearer tok-123"));
-    assert_eq!(seen[0].header("accept"), Some("application/dicom+json"));
-    assert_eq!(
-        seen[0].path,
-        format!(
-            "/dicom-web/studies/{}/series/{}/metadata",
-            s.study_instance_uid, s.series_instance_uid
-        )
-    );
-    assert_eq!(seen.len(), 2, "one listing request each: {seen:?}");
+    for request in &seen[..2] {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Basic cGFjczpzM2NyZXQ="),
+            "{request:?}"
+        );
+    }
+    for request in &seen[2..] {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer tok-123"),
+            "{request:?}"
+        );
+    }
+    for search in [&seen[0], &seen[2]] {
+        assert_eq!(search.path, series_search_path(&s));
+        assert_eq!(search.header("accept"), Some("application/dicom+json"));
+    }
+    for retrieval in [&seen[1], &seen[3]] {
+        assert_eq!(retrieval.path, wado_path(&s));
+    }
     for request in &seen {
         assert!(request.header("accept-encoding").is_none(), "{request:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_series_search_finds_the_series_or_none() {
+    let s = series();
+    let other = dicom_files::synthetic::new_uid();
+    let find = |reply: Reply| {
+        let reply = Mutex::new(Some(reply));
+        let key = key(&s);
+        async move {
+            let (root, seen) = serve(move |_| {
+                reply
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap_or_else(|| status("500 Internal Server Error", "asked twice"))
+            })
+            .await;
+            let found = source().find_series(&server(&root), &key).await;
+            assert_eq!(seen.lock().unwrap().len(), 1, "one series search");
+            found
+        }
+    };
+
+    // Another series only, an empty list, no content, not found: none.
+    let another = serde_json::json!([{
+        "0020000E": {"vr": "UI", "Value": [other]},
+        "00080060": {"vr": "CS", "Value": ["CT"]},
+        "00201209": {"vr": "IS", "Value": [3]},
+    }]);
+    assert_eq!(find(dicom_json(another.clone())).await, Ok(None));
+    assert_eq!(find(dicom_json(serde_json::json!([]))).await, Ok(None));
+    assert_eq!(
+        find(Reply {
+            head: "HTTP/1.1 204 No Content".into(),
+            body: Vec::new(),
+            stall: None,
+        })
+        .await,
+        Ok(None)
+    );
+    assert_eq!(
+        find(status("404 Not Found", "no such study")).await,
+        Ok(None)
+    );
+
+    // The series among others: its count (a number or a numeric string) and modality.
+    let mut items = another.as_array().unwrap().clone();
+    items.push(serde_json::json!({
+        "0020000E": {"vr": "UI", "Value": [s.series_instance_uid]},
+        "00080060": {"vr": "CS", "Value": ["MR"]},
+        "00201209": {"vr": "IS", "Value": ["12"]},
+        "0008103E": {"vr": "LO", "Value": ["axial"]},
+    }));
+    assert_eq!(
+        find(dicom_json(serde_json::Value::Array(items))).await,
+        Ok(Some(SeriesListing {
+            series_instance_uid: s.series_instance_uid.clone(),
+            modality: Some("MR".into()),
+            number_of_instances: Some(12),
+            series_description: Some("axial".into()),
+            ..SeriesListing::default()
+        }))
+    );
+    assert_eq!(
+        find(series_search(&s, 3))
+            .await
+            .unwrap()
+            .unwrap()
+            .number_of_instances,
+        Some(3)
+    );
+    // A server that does not count.
+    let uncounted = find(dicom_json(serde_json::json!([{
+        "0020000E": {"vr": "UI", "Value": [s.series_instance_uid]},
+    }])))
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(uncounted.number_of_instances, None);
+
+    // Errors: a server error is transient, a refusal or a body that is not DICOM JSON
+    // permanent.
+    match find(status("503 Service Unavailable", "busy")).await {
+        Err(FetchError::Transient(message)) => assert!(message.contains("503"), "{message}"),
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    match find(status("401 Unauthorized", "who are you")).await {
+        Err(FetchError::Permanent(message)) => {
+            assert!(message.contains("credentials"), "{message}")
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    match find(dicom_json(serde_json::json!({"not": "a list"}))).await {
+        Err(FetchError::Permanent(message)) => {
+            assert!(message.contains("not a DICOM JSON list"), "{message}")
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
     }
 }
 
@@ -570,11 +697,8 @@ async fn the_stored_transfer_syntax_is_asked_for_with_a_fallback_on_406() {
     let s = series();
     let body = multipart(&instances(&s), true);
     let len = body.len();
-    let listed = s.clone();
     let (root, seen) = serve(move |req| {
-        if is_listing(&req.path) {
-            listing(&listed, 3)
-        } else if req
+        if req
             .header("accept")
             .unwrap_or("")
             .contains("transfer-syntax=*")
@@ -588,18 +712,23 @@ async fn the_stored_transfer_syntax_is_asked_for_with_a_fallback_on_406() {
     let dir = tempfile::tempdir().unwrap();
     let retrieved = retrieve_into(&root, &s, dir.path()).await.unwrap();
     assert_eq!(retrieved.entries.len(), 3);
-    let accepts: Vec<String> = seen
+    let requests: Vec<(String, String)> = seen
         .lock()
         .unwrap()
         .iter()
-        .filter(|r| !is_listing(&r.path))
-        .map(|r| r.header("accept").unwrap_or("").to_string())
+        .map(|r| (r.path.clone(), r.header("accept").unwrap_or("").to_string()))
         .collect();
     assert_eq!(
-        accepts,
+        requests,
         vec![
-            "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
-            "multipart/related; type=\"application/dicom\"",
+            (
+                wado_path(&s),
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*".to_string()
+            ),
+            (
+                wado_path(&s),
+                "multipart/related; type=\"application/dicom\"".to_string()
+            ),
         ]
     );
 }
@@ -611,20 +740,13 @@ async fn a_body_without_length_that_stops_early_is_transient() {
     let s = series();
     let body = multipart(&instances(&s), true);
     let cut = body[..body.len() * 2 / 3].to_vec();
-    let listed = s.clone();
     let (result, dir) = retrieve_with(
-        move |req| {
-            if is_listing(&req.path) {
-                listing(&listed, 3)
-            } else {
-                Reply {
-                    head: format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"
-                    ),
-                    body: cut.clone(),
-                    stall: None,
-                }
-            }
+        move |_| Reply {
+            head: format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"
+            ),
+            body: cut.clone(),
+            stall: None,
         },
         &s,
     )
@@ -639,72 +761,42 @@ async fn a_body_without_length_that_stops_early_is_transient() {
 }
 
 #[tokio::test]
-async fn a_listing_without_instance_numbers_is_completed_from_the_headers() {
-    let s = SyntheticSeries::new("MR", 3)
+async fn missing_and_repeated_instance_numbers_are_named_from_the_headers() {
+    // Missing and repeated numbers, in an order where early names depend on later
+    // instances: entries are renamed when the archive finishes.
+    let s = SyntheticSeries::new("MR", 6)
         .with_size(32, 32)
-        .with_instance_numbers(vec![Some(7), None, Some(5)]);
+        .with_instance_numbers(vec![Some(7), None, Some(5), Some(7), None, Some(5)]);
     let parts = instances(&s);
-    let served = s.clone();
-    let (root, seen) = serve(move |req| {
-        if req.path.ends_with("/metadata") {
-            // A server without the series' metadata: the listing falls back to QIDO-RS.
-            status("404 Not Found", "no such resource")
-        } else if req.path.contains("/instances?") {
-            // A search that gives neither InstanceNumber nor Modality.
-            let items: Vec<_> = (0..served.len())
-                .map(|i| serde_json::json!({"00080018": {"vr": "UI", "Value": [served.sop_instance_uid(i)]}}))
-                .collect();
-            let body = serde_json::to_vec(&items).unwrap();
-            Reply {
-                head: format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: {}",
-                    body.len()
-                ),
-                body,
-                stall: None,
-            }
-        } else if let Some(uid) = req.path.split("/instances/").nth(1) {
-            let index = (0..served.len())
-                .find(|&i| served.sop_instance_uid(i) == uid)
-                .unwrap();
-            let body = multipart(&parts[index..=index], true);
-            let len = body.len();
-            wado(body, len)
-        } else {
-            status("500 Internal Server Error", "only instances here")
-        }
-    })
-    .await;
-    let listed = source()
-        .list_instances(&server(&root), &key(&s))
-        .await
-        .unwrap();
-    let numbers: Vec<_> = listed.iter().map(|l| l.instance_number).collect();
-    assert_eq!(numbers, [Some(7), None, Some(5)]);
-    assert!(listed.iter().all(|l| l.modality.as_deref() == Some("MR")));
-    let paths: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
-    assert!(
-        paths[0].ends_with("/metadata") && paths[1].contains("/instances?"),
-        "{paths:?}"
-    );
-    // One header read per instance the search said too little about.
-    let reads = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.path.contains("/instances/"))
-        .count();
-    assert_eq!(reads, 3);
-    // The same names as from a complete listing.
+    let body = multipart(&parts, true);
+    let len = body.len();
+    // retrieve_with checks that the WADO-RS request is the only one: nothing is listed.
+    let (result, _dir) = retrieve_with(move |_| wado(body.clone(), len), &s).await;
+    let archive = result.unwrap();
+    let mut expected = vec![String::new(); s.len()];
+    for (index, name) in dicom_series::entry_names(&s.listing()) {
+        expected[index] = name;
+    }
+    // Entries in arrival order, each under the name the whole set gives it.
     assert_eq!(
-        dicom_series::entry_names(&listed),
-        dicom_series::entry_names(&s.listing())
+        expected,
+        [
+            "MR_7.dcm",
+            "MR_unnumbered_1.dcm",
+            "MR_5.dcm",
+            "MR_7_2.dcm",
+            "MR_unnumbered_2.dcm",
+            "MR_5_2.dcm"
+        ]
     );
+    assert_eq!(archive.entries, expected);
+    assert_eq!(archive.modality.as_deref(), Some("MR"));
+    let entries = entries(&archive);
+    assert_eq!(entries.len(), parts.len());
+    for ((name, bytes), (part, expected)) in entries.iter().zip(parts.iter().zip(&expected)) {
+        assert_eq!(name, expected);
+        assert!(bytes == part, "{name} differs from its instance");
+    }
 }
 
 #[tokio::test]

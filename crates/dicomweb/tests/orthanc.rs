@@ -11,7 +11,7 @@ use std::time::Duration;
 use dicom_files::synthetic::SyntheticSeries;
 use dicom_series::ports::{
     Archive, DicomCredentials, DicomServer, DicomSource, FetchError, InstanceListing,
-    SeriesArchive, SeriesArchiver, SeriesKey,
+    SeriesArchive, SeriesArchiver, SeriesKey, SeriesListing,
 };
 use dicomweb::{DicomWebOptions, DicomWebSource};
 use futures::StreamExt;
@@ -98,19 +98,22 @@ async fn stored_file(client: &reqwest::Client, sop_instance_uid: &str) -> Vec<u8
         .to_vec()
 }
 
-/// Lists a series, then retrieves it straight into a ZIP in a fresh folder under `work`
-/// (what one attempt of the worker does). Returns the listing and the archive.
-async fn retrieve_and_archive(
-    key: &SeriesKey,
-    work: &Path,
-    run: &str,
-) -> (Vec<InstanceListing>, Archive) {
+/// Finds a series (series search), then retrieves it straight into a ZIP in a fresh folder
+/// under `work`, the archive expecting as many instances as the search counts (what one
+/// attempt of the worker does). Returns what the search found and the archive.
+async fn retrieve_and_archive(key: &SeriesKey, work: &Path, run: &str) -> (SeriesListing, Archive) {
     let out_dir = work.join(format!("{run}-out"));
     std::fs::create_dir_all(&out_dir).unwrap();
-    let listed = source().list_instances(&dicomweb(), key).await.unwrap();
+    let found = source()
+        .find_series(&dicomweb(), key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("Orthanc's series search does not find {key:?}"));
+    assert_eq!(found.series_instance_uid, key.series_instance_uid);
+    let expected = found.number_of_instances.map(u64::from);
     let writer = ZipArchiver::new().create(key, &out_dir).await.unwrap();
     let archive = source()
-        .retrieve_series(&dicomweb(), key, SeriesArchive::new(&listed, writer))
+        .retrieve_series(&dicomweb(), key, SeriesArchive::new(expected, writer))
         .await
         .unwrap();
     // Only the finished archive is in the folder.
@@ -119,7 +122,7 @@ async fn retrieve_and_archive(
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files, vec![archive.path.clone()]);
-    (listed, archive)
+    (found, archive)
 }
 
 /// Every entry of the archive: (name, bytes).
@@ -178,6 +181,49 @@ async fn check_against_orthanc(archive: &Archive, expected_count: usize) -> Vec<
     names
 }
 
+/// What names an entry, read from its bytes with the `dicom` crate.
+fn naming_of(name: &str, bytes: &[u8]) -> InstanceListing {
+    let object = dicom::object::OpenFileOptions::new()
+        .read_preamble(dicom::object::file::ReadPreamble::Always)
+        .from_reader(bytes)
+        .unwrap_or_else(|e| panic!("{name} does not parse: {e}"));
+    let text = |tag| {
+        object
+            .element_opt(tag)
+            .unwrap()
+            .map(|e| {
+                e.to_str()
+                    .unwrap()
+                    .trim_end_matches('\0')
+                    .trim()
+                    .to_string()
+            })
+            .filter(|s| !s.is_empty())
+    };
+    InstanceListing {
+        sop_instance_uid: text(dicom::dictionary_std::tags::SOP_INSTANCE_UID).unwrap(),
+        instance_number: text(dicom::dictionary_std::tags::INSTANCE_NUMBER)
+            .map(|n| n.parse().unwrap()),
+        modality: text(dicom::dictionary_std::tags::MODALITY),
+    }
+}
+
+/// Checks that each entry is named as [`dicom_series::entry_names`] names the set of
+/// instances the archive holds, read from the entries' own headers.
+fn assert_named_from_headers(archive: &Archive) {
+    let entries = entries(archive);
+    let instances: Vec<InstanceListing> = entries
+        .iter()
+        .map(|(name, bytes)| naming_of(name, bytes))
+        .collect();
+    let mut expected = vec![String::new(); instances.len()];
+    for (index, name) in dicom_series::entry_names(&instances) {
+        expected[index] = name;
+    }
+    let names: Vec<String> = entries.into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, expected);
+}
+
 fn key_of(series: &SyntheticSeries) -> SeriesKey {
     SeriesKey {
         study_instance_uid: series.study_instance_uid.clone(),
@@ -208,16 +254,22 @@ async fn real_pydicom_files_come_back_byte_identical() {
             study_instance_uid: header.study_instance_uid.clone(),
             series_instance_uid: header.series_instance_uid.clone(),
         };
-        let (listed, archive) = retrieve_and_archive(&key, work.path(), name).await;
-        assert_eq!(listed.len(), 1, "{name}");
-        assert_eq!(listed[0].sop_instance_uid, header.sop_instance_uid);
-        assert_eq!(listed[0].instance_number, header.instance_number, "{name}");
-        assert_eq!(listed[0].modality, header.modality, "{name}");
+        let (found, archive) = retrieve_and_archive(&key, work.path(), name).await;
+        assert_eq!(found.number_of_instances, Some(1), "{name}");
+        assert_eq!(found.modality, header.modality, "{name}");
+        // Named from the instance's own header (read here from the original file).
         let expected_name = match header.instance_number {
             Some(n) => format!("{modality}_{n}.dcm"),
             None => format!("{modality}_unnumbered_1.dcm"),
         };
+        let from_header = dicom_series::entry_names(&[InstanceListing {
+            sop_instance_uid: header.sop_instance_uid.clone(),
+            instance_number: header.instance_number,
+            modality: header.modality.clone(),
+        }]);
+        assert_eq!(from_header, [(0, expected_name.clone())], "{name}");
         assert_eq!(archive.entries, vec![expected_name]);
+        assert_eq!(archive.modality, header.modality, "{name}");
         check_against_orthanc(&archive, 1).await;
         // Orthanc keeps the file as uploaded: the entry is also the original file.
         assert_eq!(entries(&archive)[0].1, std::fs::read(&path).unwrap());
@@ -244,8 +296,10 @@ async fn missing_and_repeated_instance_numbers_get_distinct_stable_names() {
     upload_series(&series).await;
     let key = key_of(&series);
     let work = tempfile::tempdir().unwrap();
-    let (listed, first) = retrieve_and_archive(&key, work.path(), "first").await;
-    assert_eq!(listed.len(), 10);
+    let (found, first) = retrieve_and_archive(&key, work.path(), "first").await;
+    assert_eq!(found.number_of_instances, Some(10));
+    assert_eq!(found.modality.as_deref(), Some("CT"));
+    assert_named_from_headers(&first);
     let mut names = check_against_orthanc(&first, 10).await;
     names.sort_by_key(|n| {
         let number = n.trim_start_matches("CT_").trim_end_matches(".dcm");
@@ -312,12 +366,12 @@ async fn a_series_of_a_thousand_instances() {
         .with_instance_numbers(numbers);
     upload_series(&series).await;
     let key = key_of(&series);
-    let listed = source().list_instances(&dicomweb(), &key).await.unwrap();
-    assert_eq!(listed.len(), 1000);
     let work = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let (_, archive) = retrieve_and_archive(&key, work.path(), "big").await;
+    let (found, archive) = retrieve_and_archive(&key, work.path(), "big").await;
     let took = started.elapsed();
+    assert_eq!(found.number_of_instances, Some(1000));
+    assert_named_from_headers(&archive);
     let names = check_against_orthanc(&archive, 1000).await;
     assert!(names.contains(&"CT_20_2.dcm".to_string()));
     assert!(names.contains(&"CT_unnumbered_2.dcm".to_string()));
@@ -334,17 +388,11 @@ async fn an_unknown_series_is_permanent() {
         study_instance_uid: dicom_files::synthetic::new_uid(),
         series_instance_uid: dicom_files::synthetic::new_uid(),
     };
-    assert!(
-        source()
-            .list_instances(&dicomweb(), &key)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(source().find_series(&dicomweb(), &key).await, Ok(None));
     let dir = tempfile::tempdir().unwrap();
     let writer = ZipArchiver::new().create(&key, dir.path()).await.unwrap();
     match source()
-        .retrieve_series(&dicomweb(), &key, SeriesArchive::new(&[], writer))
+        .retrieve_series(&dicomweb(), &key, SeriesArchive::new(None, writer))
         .await
     {
         Err(FetchError::Permanent(message)) => {
@@ -369,4 +417,43 @@ async fn an_unknown_series_is_permanent() {
         .unwrap()
         .status();
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_archive_expecting_another_count_is_refused_and_leaves_no_file() {
+    let series = SyntheticSeries::new("CT", 3).with_size(32, 32);
+    upload_series(&series).await;
+    let key = key_of(&series);
+    let found = source()
+        .find_series(&dicomweb(), &key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.number_of_instances, Some(3));
+    // A count that is not what Orthanc sends (as if the series had changed between the
+    // search and the retrieval).
+    for expected in [4, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = ZipArchiver::new().create(&key, dir.path()).await.unwrap();
+        match source()
+            .retrieve_series(
+                &dicomweb(),
+                &key,
+                SeriesArchive::new(Some(expected), writer),
+            )
+            .await
+        {
+            Err(FetchError::Permanent(message)) => {
+                assert!(
+                    message.contains(&format!(
+                        "the server counts {expected} instances in the series (QIDO-RS) but sent 3 (WADO-RS)"
+                    )),
+                    "{message}"
+                );
+                assert!(message.contains(&key.series_instance_uid), "{message}");
+            }
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

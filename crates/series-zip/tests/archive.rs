@@ -1,6 +1,6 @@
 //! The ZIP of contract 2.3 written entry by entry: stored entries holding the instance
-//! bytes exactly, nothing left behind when unfinished, zip64 for an announced 4 GiB entry.
-//! (The entry names are the domain's: `dicom_series::archive`.)
+//! bytes exactly, renamed at the end when told, nothing left behind when unfinished, zip64
+//! for an announced 4 GiB entry. (The entry names are the domain's: `dicom_series::archive`.)
 
 use std::io::Read;
 use std::path::Path;
@@ -112,7 +112,7 @@ async fn an_unfinished_or_failed_archive_leaves_nothing_behind() {
     let mut archive = writer(&series, out.path()).await;
     archive.start_entry("MR_1.dcm", Some(10)).unwrap();
     archive.write(b"DICM").unwrap();
-    let err = archive.finish().unwrap_err();
+    let err = archive.finish(&["MR_1.dcm".to_string()]).unwrap_err();
     assert!(
         matches!(&err, ArchiveError::Write(m) if m.contains("got 4 bytes, not the 10")),
         "{err}"
@@ -133,8 +133,75 @@ async fn an_unfinished_or_failed_archive_leaves_nothing_behind() {
     );
 
     // No instance at all.
-    assert!(writer(&series, out.path()).await.finish().is_err());
+    assert!(writer(&series, out.path()).await.finish(&[]).is_err());
     assert!(listing(out.path()).is_empty());
+}
+
+#[tokio::test]
+async fn entries_are_renamed_at_the_end_as_told_bytes_and_crc_kept() {
+    let out = tempfile::tempdir().unwrap();
+    let series = SyntheticSeries::new("CT", 3);
+    let written = ["pending-1", "CT_2.dcm", "pending-3"];
+    let mut archive = writer(&series, out.path()).await;
+    let mut contents = Vec::new();
+    for (index, name) in written.iter().enumerate() {
+        let bytes = series.instance_bytes(index).unwrap();
+        archive.start_entry(name, Some(bytes.len() as u64)).unwrap();
+        // In two writes, as a download arrives.
+        let (head, tail) = bytes.split_at(100);
+        archive.write(head).unwrap();
+        archive.write(tail).unwrap();
+        contents.push(bytes);
+    }
+    // One entry keeps its name, two change; the new names are in the order written.
+    let names: Vec<String> = ["CT_3.dcm", "CT_2.dcm", "CT_1.dcm"]
+        .map(String::from)
+        .to_vec();
+    let done = archive.finish(&names).unwrap();
+    assert_eq!(done.entries, names);
+    assert_eq!(done.path, out.path().join(&done.file_name));
+    assert_eq!(done.size, std::fs::metadata(&done.path).unwrap().len());
+    // Neither the first archive nor the renamed copy's temporary file is left.
+    assert_eq!(listing(out.path()), vec![done.file_name.clone()]);
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&done.path).unwrap()).unwrap();
+    assert_eq!(zip.len(), 3);
+    for (index, name) in names.iter().enumerate() {
+        let mut entry = zip.by_index(index).unwrap();
+        assert_eq!(entry.name().unwrap(), name.as_str());
+        assert_eq!(entry.compression(), zip::CompressionMethod::Stored);
+        assert_eq!(entry.size(), contents[index].len() as u64);
+        let mut bytes = Vec::new();
+        // Reading to the end checks the entry's CRC-32 against its bytes (an error if not).
+        entry.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, contents[index], "{name}");
+    }
+    assert!(
+        zip.by_name("pending-1").is_err() && zip.by_name("pending-3").is_err(),
+        "a placeholder name is left"
+    );
+}
+
+#[tokio::test]
+async fn names_that_do_not_match_the_entries_are_refused_leaving_nothing_behind() {
+    let out = tempfile::tempdir().unwrap();
+    let series = SyntheticSeries::new("MR", 2);
+    for names in [
+        vec!["MR_1.dcm".to_string()],
+        vec!["MR_1.dcm".into(), "MR_2.dcm".into(), "MR_3.dcm".into()],
+    ] {
+        let mut archive = writer(&series, out.path()).await;
+        for name in ["pending-1", "pending-2"] {
+            archive.start_entry(name, None).unwrap();
+            archive.write(b"DICM").unwrap();
+        }
+        let err = archive.finish(&names).unwrap_err();
+        assert_eq!(
+            err,
+            ArchiveError::Write(format!("{} names for 2 entries", names.len()))
+        );
+        assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dicom_series::ports::{
     Archive, ArchiveError, ArchiveWriter, DicomCredentials, DicomServer, FetchError,
-    InstanceListing, MlAppEndpoint, SeriesArchive, SeriesKey,
+    InstanceListing, MlAppEndpoint, SeriesArchive, SeriesKey, SeriesListing,
 };
 use dicom_series::*;
 use uuid::Uuid;
@@ -391,7 +391,7 @@ pub fn predict_request(organization: &str, series: &str, again: bool) -> Predict
     }
 }
 
-/// `n` CT instances numbered 1..=n.
+/// What the source reads from the headers of `n` CT instances numbered 1..=n.
 pub fn listing(n: usize) -> Vec<InstanceListing> {
     listing_of(n, Some("CT"))
 }
@@ -406,11 +406,24 @@ pub fn listing_of(n: usize, modality: Option<&str>) -> Vec<InstanceListing> {
         .collect()
 }
 
-/// Retrieves the first `n` instances of [`listing`] into `archive` (a few bytes each) and
+/// The series search's answer for series `1.2.3.4`: `n` instances of `modality`.
+pub fn found(n: u32, modality: Option<&str>) -> SeriesListing {
+    SeriesListing {
+        series_instance_uid: "1.2.3.4".into(),
+        modality: modality.map(str::to_string),
+        number_of_instances: Some(n),
+        ..Default::default()
+    }
+}
+
+/// Retrieves `instances` into `archive`, in that order (a few bytes each, announced), and
 /// finishes it, as a DICOM source does.
-pub fn feed(mut archive: SeriesArchive, n: usize) -> Result<Archive, FetchError> {
-    for i in 0..n {
-        archive.begin_instance(&format!("1.2.3.4.{i}"), Some(4))?;
+pub fn feed(
+    mut archive: SeriesArchive,
+    instances: Vec<InstanceListing>,
+) -> Result<Archive, FetchError> {
+    for instance in instances {
+        archive.begin_instance(instance, Some(4))?;
         archive.write(b"DI")?;
         archive.write(b"CM")?;
     }
@@ -418,7 +431,8 @@ pub fn feed(mut archive: SeriesArchive, n: usize) -> Result<Archive, FetchError>
 }
 
 /// A stand-in archive written into a folder: a `.partial` file while written, renamed
-/// when finished, removed when dropped unfinished (as the ZIP archiver does).
+/// when finished, removed when dropped unfinished (as the ZIP archiver does). Its entries
+/// take the names `finish` is given.
 pub struct StandInWriter {
     partial: PathBuf,
     done: PathBuf,
@@ -441,14 +455,21 @@ impl ArchiveWriter for StandInWriter {
         file.write_all(bytes)
             .map_err(|e| ArchiveError::Write(e.to_string()))
     }
-    fn finish(mut self: Box<Self>) -> Result<Archive, ArchiveError> {
+    fn finish(mut self: Box<Self>, names: &[String]) -> Result<Archive, ArchiveError> {
+        assert_eq!(
+            names.len(),
+            self.entries.len(),
+            "one final name per entry written: {names:?} for {:?}",
+            self.entries
+        );
         std::fs::rename(&self.partial, &self.done).unwrap();
         self.finished = true;
         Ok(Archive {
             path: self.done.clone(),
             file_name: self.file_name.clone(),
-            entries: self.entries.clone(),
+            entries: names.to_vec(),
             size: std::fs::metadata(&self.done).unwrap().len(),
+            modality: None,
         })
     }
 }

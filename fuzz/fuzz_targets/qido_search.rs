@@ -1,4 +1,4 @@
-//! `dicomweb::parse_listing`: a QIDO-RS answer (DICOM JSON) from a DICOM server.
+//! `dicomweb::parse_series`: a QIDO-RS series search answer (DICOM JSON) from a DICOM server.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,12 +7,12 @@ use libfuzzer_sys::fuzz_target;
 static ALLOCATOR: nachet_fuzz::CappedAllocator = nachet_fuzz::CappedAllocator;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(listing) = dicomweb::parse_listing(data) {
-        for instance in listing {
-            let uid = &instance.sop_instance_uid;
+    if let Ok(series) = dicomweb::parse_series(data) {
+        for one in series {
+            let uid = &one.series_instance_uid;
             assert!(
                 !uid.is_empty() && uid.trim() == uid,
-                "SOP Instance UID {uid:?}"
+                "Series Instance UID {uid:?}"
             );
         }
     }
