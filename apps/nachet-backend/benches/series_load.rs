@@ -5,22 +5,24 @@
 //! size (100, 1,000 and 10,000 instances of 64 x 64 x 16 bits, about 9 kB each):
 //! - the synthetic series is uploaded once, under fixed UIDs (a later run finds it there
 //!   and does not upload it again);
-//! - plain: `GET {root}/studies/{s}/series/{s}` streamed to nowhere with reqwest (the floor
-//!   for any retrieval), twice, the second (warm) one counted;
-//! - predict: the backend in release (this package's binary, built by `cargo bench`) as a
-//!   child process of its own on SQLite in a temporary folder, with an
-//!   external ML app that is a stub in this process: from `POST /api/studies/series/predict`
+//! - `SERIES_LOAD_ROUNDS` rounds (5), each of: plain, `GET {root}/studies/{s}/series/{s}`
+//!   streamed to nowhere with reqwest (the floor for any retrieval; Orthanc warmed by one
+//!   download first); the series search alone (QIDO-RS, the one request the backend makes
+//!   before the download); and predict, through the backend in release (this package's
+//!   binary, built by `cargo bench`) as a child process of its own on SQLite in a
+//!   temporary folder, with an external ML app that is a stub in this process: from
+//!   `POST /api/studies/series/predict` (a new organization each round, so a new series)
 //!   to the stub having read the whole upload. The real adapters run: `dicomweb` (the
-//!   series search for the count, WADO-RS into the ZIP), `series-zip`, `ml-app-http`;
-//! - the series search alone (QIDO-RS, the one request the backend makes before the
-//!   download), the warm second of two;
-//! - the backend's peak resident memory above its idle (VmHWM after the organization is
-//!   added, then after the upload is received), a fresh backend for each size.
+//!   series search for the count, WADO-RS into the ZIP), `series-zip`, `ml-app-http`.
+//!   The table gives each one's median, the ratio of the medians, and the lowest and
+//!   highest ratio of one round (a round's prediction to its own plain download);
+//! - the backend's peak resident memory above its idle (VmHWM after it started, then after
+//!   the last round), a fresh backend for each size.
 //!
 //! ```sh
 //! eval "$(deploy/services.sh env)"
 //! cargo bench -p nachet-backend --bench series_load
-//! SERIES_LOAD_SIZES=100,1000 cargo bench -p nachet-backend --bench series_load
+//! SERIES_LOAD_SIZES=100,1000 SERIES_LOAD_ROUNDS=9 cargo bench -p nachet-backend --bench series_load
 //! ```
 //!
 //! Without `--bench` (as `cargo test --all-targets` or nextest run it) it does nothing.
@@ -58,12 +60,16 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().expect("SERIES_LOAD_SIZES: numbers"))
         .collect();
+    let rounds: usize = std::env::var("SERIES_LOAD_ROUNDS")
+        .map(|r| r.trim().parse().expect("SERIES_LOAD_ROUNDS: a number"))
+        .unwrap_or(5)
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(&sizes));
+    runtime.block_on(run(&sizes, rounds));
 }
 
 /// What the stub ML app received: (bytes of the upload, when it was read to the end).
@@ -89,12 +95,15 @@ struct Row {
     /// The series search alone (QIDO-RS).
     search: Duration,
     predict: Duration,
+    /// The lowest and highest ratio of one round's prediction to its plain download.
+    ratio_low: f64,
+    ratio_high: f64,
     zip_mb: f64,
     idle_mib: f64,
     peak_above_idle_mib: f64,
 }
 
-async fn run(sizes: &[usize]) {
+async fn run(sizes: &[usize], rounds: usize) {
     let orthanc = std::env::var("TEST_ORTHANC_URL")
         .expect("TEST_ORTHANC_URL: eval \"$(deploy/services.sh env)\"");
     let dicomweb = format!("{orthanc}/dicom-web");
@@ -121,72 +130,39 @@ async fn run(sizes: &[usize]) {
         ensure_uploaded(&orthanc, &dicomweb, &series).await;
         let dicom_bytes = series.instance_bytes(0).unwrap().len() * instances;
         plain_download(&dicomweb, &series).await; // warms Orthanc's caches
-        let plain = plain_download(&dicomweb, &series).await;
-        let search = series_search(&dicomweb, &series).await.0;
+        series_search(&dicomweb, &series).await;
 
         let dir = tempfile::tempdir().unwrap();
         let backend = BackendProcess::start(dir.path(), &stub_url).await;
         let http = reqwest::Client::new();
-        let organization = format!("load-{instances}");
-        let answer = http
-            .post(format!("{}/api/admin/organizations", backend.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"name": organization, "dicomwebRoot": dicomweb}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 201, "{}", answer.text().await.unwrap());
         let idle = memory_kib(backend.child.id(), "VmHWM:");
-
-        received.0.lock().unwrap().clear();
-        let started = Instant::now();
-        let answer: Value = http
-            .post(format!("{}/api/studies/series/predict", backend.url))
-            .json(&json!({
-                "organization": organization,
-                "studyInstanceUid": series.study_instance_uid,
-                "seriesInstanceUid": series.series_instance_uid,
-                "modelType": MODEL,
-                "predictAgain": true,
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["decision"], "queued", "{answer}");
-        let id = answer["seriesId"].as_str().unwrap().to_string();
-        let (zip_bytes, at) = loop {
-            if let Some(&first) = received.0.lock().unwrap().first() {
-                break first;
-            }
-            if started.elapsed() > WAIT {
-                panic!("the ML app stub received nothing within {WAIT:?}");
-            }
-            // A run that failed will never send: say why.
-            if started.elapsed().as_millis() % 1000 < 10 {
-                let series: Value = http
-                    .get(format!("{}/api/studies/series/{id}", backend.url))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                assert_ne!(series["state"], "failed", "{series}");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        let predict = at - started;
+        // Rounds alternate a plain download and a prediction (each round a new
+        // organization, so a new series): the host's noise hits both alike.
+        let (mut plains, mut searches, mut predicts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut zip_bytes = 0;
+        for round in 0..rounds {
+            plains.push(plain_download(&dicomweb, &series).await);
+            searches.push(series_search(&dicomweb, &series).await.0);
+            let (took, bytes) =
+                predict(&http, &backend.url, &dicomweb, &series, round, &received).await;
+            predicts.push(took);
+            zip_bytes = bytes;
+        }
         let peak = memory_kib(backend.child.id(), "VmHWM:");
         drop(backend);
+        let ratios: Vec<f64> = predicts
+            .iter()
+            .zip(&plains)
+            .map(|(p, d)| p.as_secs_f64() / d.as_secs_f64())
+            .collect();
         let row = Row {
             instances,
             dicom_mb: dicom_bytes as f64 / 1e6,
-            plain,
-            search,
-            predict,
+            plain: median(plains),
+            search: median(searches),
+            predict: median(predicts),
+            ratio_low: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratio_high: ratios.iter().copied().fold(0.0, f64::max),
             zip_mb: zip_bytes as f64 / 1e6,
             idle_mib: idle as f64 / 1024.0,
             peak_above_idle_mib: peak.saturating_sub(idle) as f64 / 1024.0,
@@ -204,23 +180,94 @@ async fn run(sizes: &[usize]) {
 
     println!();
     println!(
-        "| instances | DICOM MB | plain WADO-RS download (s) | the series search alone (s) | predict → ZIP received by the ML app (s) | ratio | ZIP MB | backend idle RSS (MiB) | peak RSS above idle (MiB) |"
+        "| instances | DICOM MB | plain WADO-RS download (s) | the series search alone (s) | predict → ZIP received by the ML app (s) | ratio of the medians | ratio, lowest–highest round | ZIP MB | backend idle RSS (MiB) | peak RSS above idle (MiB) |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &rows {
         println!(
-            "| {} | {:.1} | {:.2} | {:.3} | {:.2} | {:.2}× | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.3} | {:.3} | {:.3} | {:.2}× | {:.2}–{:.2}× | {:.1} | {:.1} | {:.1} |",
             row.instances,
             row.dicom_mb,
             row.plain.as_secs_f64(),
             row.search.as_secs_f64(),
             row.predict.as_secs_f64(),
             row.predict.as_secs_f64() / row.plain.as_secs_f64(),
+            row.ratio_low,
+            row.ratio_high,
             row.zip_mb,
             row.idle_mib,
             row.peak_above_idle_mib
         );
     }
+}
+
+/// One prediction of `series` through the backend at `backend`, for a new organization
+/// (round `round`): the time from `POST .../predict` to the stub ML app having read the
+/// whole upload, and the upload's bytes.
+async fn predict(
+    http: &reqwest::Client,
+    backend: &str,
+    dicomweb: &str,
+    series: &SyntheticSeries,
+    round: usize,
+    received: &Received,
+) -> (Duration, u64) {
+    let organization = format!("load-{}-{round}", series.len());
+    let answer = http
+        .post(format!("{backend}/api/admin/organizations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": organization, "dicomwebRoot": dicomweb}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201, "{}", answer.text().await.unwrap());
+
+    received.0.lock().unwrap().clear();
+    let started = Instant::now();
+    let answer: Value = http
+        .post(format!("{backend}/api/studies/series/predict"))
+        .json(&json!({
+            "organization": organization,
+            "studyInstanceUid": series.study_instance_uid,
+            "seriesInstanceUid": series.series_instance_uid,
+            "modelType": MODEL,
+            "predictAgain": true,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["decision"], "queued", "{answer}");
+    let id = answer["seriesId"].as_str().unwrap().to_string();
+    let (bytes, at) = loop {
+        if let Some(&first) = received.0.lock().unwrap().first() {
+            break first;
+        }
+        if started.elapsed() > WAIT {
+            panic!("the ML app stub received nothing within {WAIT:?}");
+        }
+        // A run that failed will never send: say why.
+        if started.elapsed().as_millis() % 1000 < 10 {
+            let series: Value = http
+                .get(format!("{backend}/api/studies/series/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_ne!(series["state"], "failed", "{series}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    (at - started, bytes)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 /// A CT series of `instances` instances of 64 x 64 under UIDs fixed by its size.
