@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod seeds;
 pub mod series;
+pub mod work;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -163,7 +164,7 @@ async fn serve(listener: TcpListener, settings: Settings) -> anyhow::Result<Back
         blobs.clone(),
         metrics.clone(),
     )
-    .await;
+    .await?;
     let identity = settings
         .identity
         .clone()

@@ -14,6 +14,7 @@ use sql_store::SqlStore;
 
 use crate::config::{InferenceSettings, Settings};
 use crate::metrics::{MeteredModels, Metrics};
+use crate::work::WorkRuntime;
 
 /// The seed use cases, as the HTTP routes take them.
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct SeedServices {
     pub dataset: web::Data<DatasetService>,
     /// The codec threads' pool (operators see how busy it is).
     pub codec: CodecPool,
+    /// Where `/inf`'s work runs, apart from the HTTP workers.
+    pub work: web::Data<WorkRuntime>,
 }
 
 pub async fn start(
@@ -33,7 +36,9 @@ pub async fn start(
     store: Arc<SqlStore>,
     blobs: Arc<dyn datastore::BlobStore>,
     metrics: Arc<Metrics>,
-) -> SeedServices {
+) -> anyhow::Result<SeedServices> {
+    let work = WorkRuntime::new(0)
+        .map_err(|e| anyhow::anyhow!("cannot start the inference work runtime: {e}"))?;
     let limits = inference::PictureLimits {
         max_pixels: settings.inference.max_picture_pixels,
     };
@@ -80,14 +85,15 @@ pub async fn start(
         ),
         Err(error) => tracing::warn!(%error, "could not read the blobs queued for deletion"),
     }
-    SeedServices {
+    Ok(SeedServices {
         inference: web::Data::new(inference),
         admission: web::Data::new(Admission::new(admission_settings(&settings.inference))),
         folders: web::Data::new(folders),
         feedback: web::Data::new(FeedbackService::new(store.clone(), store.clone())),
         dataset: web::Data::new(DatasetService::new(store.clone(), store, blobs)),
         codec,
-    }
+        work: web::Data::new(work),
+    })
 }
 
 /// `/inf` admission from the settings: four requests per core worked on by default, enough

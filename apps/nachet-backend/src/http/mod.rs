@@ -56,6 +56,7 @@ pub fn serve(listener: TcpListener, services: Services) -> std::io::Result<Serve
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(s.ops)
             .app_data(s.seeds.inference)
+            .app_data(s.seeds.work)
             .app_data(s.seeds.admission)
             .app_data(s.seeds.folders)
             .app_data(s.seeds.feedback)

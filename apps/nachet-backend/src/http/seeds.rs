@@ -20,6 +20,7 @@ use super::error::{ApiError, ErrorBody};
 use super::folders::folder_name;
 use super::ops::Ops;
 use crate::metrics::ReasonLabels;
+use crate::work::{self, WorkRuntime};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -238,8 +239,10 @@ pub enum ColorFormatBody {
     )
 )]
 #[post("/inf")]
+#[allow(clippy::too_many_arguments)] // actix extractors, one per thing the route uses
 pub async fn inf(
     service: web::Data<InferenceService>,
+    work: web::Data<WorkRuntime>,
     admission: web::Data<Admission>,
     ops: web::Data<Ops>,
     limit: web::Data<BodyLimit>,
@@ -271,10 +274,20 @@ pub async fn inf(
         let working = Instant::now();
         let mut pipeline = String::new();
         let answer: Result<web::Json<InferenceResponse>, ApiError> = async {
+            // This HTTP worker reads the body; the rest runs on the work runtime (see
+            // `crate::work`), so that the worker stays free for other requests.
             let body = body::read(payload, declared, limit.0).await?;
-            let inference = inference_request(&body, &caller)?;
-            pipeline.clone_from(&inference.pipeline_name);
-            Ok(web::Json(service.infer(inference).await?))
+            let (service, caller) = (service.clone(), caller.clone());
+            let (named, answer) = work
+                .run(async move {
+                    let inference = inference_request(&body, &caller)?;
+                    let named = inference.pipeline_name.clone();
+                    Ok::<_, ApiError>((named, service.infer(inference).await))
+                })
+                .await
+                .map_err(|work::Stopped| ApiError::unavailable("the server", "it is stopping"))??;
+            pipeline = named;
+            Ok(web::Json(answer?))
         }
         .await;
         // A refused request's pipeline name is whatever the caller sent: not a label (each
