@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use dicom_files::synthetic::SyntheticSeries;
+use dicom_series::ports::{DicomCredentials, DicomServer, DicomSource, SeriesKey};
+use dicomweb::{DicomWebOptions, DicomWebSource};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -309,31 +311,23 @@ async fn ensure_uploaded(orthanc: &str, dicomweb: &str, series: &SyntheticSeries
     eprintln!("uploaded in {:.1?}", started.elapsed());
 }
 
-/// The series search the backend makes (QIDO-RS, the warm second of two): how long it
-/// took, and the number of instances it gives.
+/// The series search the backend makes (`DicomWebSource::find_series`, the warm second of
+/// two): how long it took, and the number of instances it gives.
 async fn series_search(dicomweb: &str, series: &SyntheticSeries) -> (Duration, Option<u64>) {
-    let url = format!(
-        "{dicomweb}/studies/{}/series?SeriesInstanceUID={}&includefield=00201209",
-        series.study_instance_uid, series.series_instance_uid
-    );
-    let client = reqwest::Client::new();
+    let source = DicomWebSource::new(DicomWebOptions::default()).unwrap();
+    let server = DicomServer {
+        root: dicomweb.to_string(),
+        credentials: DicomCredentials::None,
+    };
+    let key = SeriesKey {
+        study_instance_uid: series.study_instance_uid.clone(),
+        series_instance_uid: series.series_instance_uid.clone(),
+    };
     let mut result = (Duration::ZERO, None);
     for _ in 0..2 {
         let started = Instant::now();
-        let found: Vec<Value> = client
-            .get(&url)
-            .header("accept", "application/dicom+json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        let count = found.first().and_then(|s| {
-            s["00201209"]["Value"][0]
-                .as_u64()
-                .or_else(|| s["00201209"]["Value"][0].as_str()?.trim().parse().ok())
-        });
+        let found = source.find_series(&server, &key).await.unwrap();
+        let count = found.and_then(|s| s.number_of_instances).map(u64::from);
         result = (started.elapsed(), count);
     }
     result

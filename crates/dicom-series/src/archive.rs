@@ -121,9 +121,8 @@ pub fn modality_of(instances: &[InstanceListing]) -> Option<String> {
 pub struct SeriesArchive {
     /// Instances in the series, as the server's series search counts them (when it does).
     expected: Option<u64>,
-    /// The instances begun, in arrival order, each with the name its entry was written under.
+    /// The instances begun, in arrival order.
     instances: Vec<InstanceListing>,
-    written_as: Vec<String>,
     received: HashSet<String>,
     /// Final names already given on arrival.
     named: HashSet<String>,
@@ -137,7 +136,6 @@ impl SeriesArchive {
         Self {
             expected,
             instances: Vec::new(),
-            written_as: Vec::new(),
             received: HashSet::new(),
             named: HashSet::new(),
             writer,
@@ -178,7 +176,6 @@ impl SeriesArchive {
         };
         self.writer.start_entry(&name, size)?;
         self.instances.push(instance);
-        self.written_as.push(name);
         Ok(())
     }
 
@@ -205,17 +202,6 @@ impl SeriesArchive {
         let mut names = vec![String::new(); self.instances.len()];
         for (index, name) in entry_names(&self.instances) {
             names[index] = name;
-        }
-        let renamed = names
-            .iter()
-            .zip(&self.written_as)
-            .filter(|(final_name, written)| final_name != written)
-            .count();
-        if renamed > 0 {
-            tracing::debug!(
-                renamed,
-                "instances without an InstanceNumber or sharing one: renaming their entries"
-            );
         }
         let mut archive = self.writer.finish(&names)?;
         archive.modality = modality_of(&self.instances);

@@ -224,6 +224,10 @@ impl ArchiveWriter for ZipEntryWriter {
         // Kept until the archive is in place: dropped on the way, it removes its file.
         let mut written = partial;
         if entries != names {
+            tracing::debug!(
+                renamed = entries.iter().zip(names).filter(|(a, b)| a != b).count(),
+                "entries named only at the end (missing or repeated InstanceNumbers): renaming"
+            );
             let renamed = rename_entries(&written.path, names)?;
             drop(std::mem::replace(&mut written, renamed.0));
             file = renamed.1;
