@@ -31,6 +31,32 @@ pub struct SqlStore {
     own_connection_url: Option<String>,
 }
 
+/// Connects with `options`. A connection to a SQLite file sets its pragmas as it opens;
+/// switching a fresh file to WAL while another process does the same can answer "database
+/// is locked" at once, without SQLite's busy handler (seen one CI run in about fifteen), so
+/// that answer is retried until the busy timeout has passed.
+async fn open(options: ConnectOptions, url: &str) -> Result<DatabaseConnection, StoreError> {
+    let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    loop {
+        match Database::connect(options.clone()).await {
+            Ok(db) => return Ok(db),
+            Err(e)
+                if e.to_string().contains("database is locked")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(url = %redact(url), "the SQLite file is locked while opening; trying again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                return Err(StoreError::Database(format!(
+                    "cannot connect to {}: {e}",
+                    redact(url)
+                )));
+            }
+        }
+    }
+}
+
 impl SqlStore {
     /// Connects to `url`: `postgres://user:password@host:port/db`, `sqlite://path?mode=rwc`
     /// (a file, created if missing), or `sqlite::memory:` (a database of this store's own).
@@ -39,9 +65,7 @@ impl SqlStore {
     /// An in-memory SQLite database lives in one connection that is never closed, so every
     /// query of this store sees the same database.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
-        let db = Database::connect(Self::options(url))
-            .await
-            .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
+        let db = open(Self::options(url), url).await?;
         tracing::debug!(url = %redact(url), backend = ?db.get_database_backend(), "connected to the database");
         let own_connection_url = (!is_sqlite_in_memory(url)).then(|| url.to_owned());
         Ok(SqlStore {
@@ -95,9 +119,7 @@ impl SqlStore {
         };
         let mut options = Self::options(url);
         options.max_connections(1).min_connections(1);
-        let own = Database::connect(options)
-            .await
-            .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redact(url))))?;
+        let own = open(options, url).await?;
         let postgres = own.get_database_backend() == DbBackend::Postgres;
         // SQLite has no advisory lock: processes on one file take turns on a lock file.
         let _sqlite_turn = match sqlite_file_path(url) {
